@@ -177,7 +177,7 @@ def project(self: Backbone, x: torch.Tensor) -> torch.Tensor:
     "CLIP's visual projection: (..., D) → (..., d), not normalised."
     return x @ self.clip.visual.proj
 
-# %% ../nbs/01_backbone.ipynb #c034
+# %% ../nbs/01_backbone.ipynb #c036
 @patch
 def encode_text(self: Backbone, texts: list[str], batch_size: int = 256) -> torch.Tensor:
     "Normalised CLIP text embeddings (n, d) on the model's device; no gradient."
@@ -192,7 +192,7 @@ def encode_text(self: Backbone, texts: list[str], batch_size: int = 256) -> torc
             out.append(self.clip.encode_text(tok, normalize=True))
     return torch.cat(out)
 
-# %% ../nbs/01_backbone.ipynb #c037
+# %% ../nbs/01_backbone.ipynb #c039
 @patch
 def layernorm_parameters(self: Backbone) -> list[nn.Parameter]:
     "The weights and biases of every LayerNorm in the image tower."
