@@ -78,7 +78,7 @@ def scan(self: ImageList, drop: bool | None = None) -> list[Path]:
         except MicroclipError: bad.append(p)
     if bad and (self.skip_corrupt if drop is None else drop):
         for p in bad: self._skip(p)
-        self.samples = [s for s in self.samples if s[0] not in set(bad)]
+        gone = set(bad); self.samples = [s for s in self.samples if s[0] not in gone]
     return bad
 
 # %% ../nbs/08_datasets.ipynb #c013

@@ -16,12 +16,14 @@ __all__ = ['DESCRIPTIONS_BASE_URL', 'RELEASED', 'CUPL_QUESTIONS', 'SYSTEM_PROMPT
            'generate_descriptions']
 
 # %% ../nbs/09_descriptions.ipynb #c005
+class _Pairs(list): "The (key, value) pairs of one JSON object."
+
 def _read_pairs(path: Path) -> list[tuple[str, object]]:
     "The (key, value) pairs of a JSON object, keeping exact duplicate keys that `json.loads` would drop."
-    try: pairs = json.loads(Path(path).read_text(), object_pairs_hook=lambda kv: kv)
+    try: pairs = json.loads(Path(path).read_text(), object_pairs_hook=_Pairs)
     except FileNotFoundError: raise MicroclipError(f"description file {path} does not exist") from None
     except json.JSONDecodeError as e: raise MicroclipError(f"description file {path} is not valid JSON: {e}") from None
-    if not isinstance(pairs, list): raise MicroclipError(f"description file {path} must hold an object {{class: [sentences]}}")
+    if not isinstance(pairs, _Pairs): raise MicroclipError(f"description file {path} must hold an object {{class: [sentences]}}")
     return pairs
 
 def _resolver(classes, aliases=None):
@@ -45,7 +47,8 @@ def load_descriptions(path, classes, aliases: dict | None = None, ignore=(), all
             if name_key(key) not in ignored: extra.append(key)
             continue
         if c in found: clash.append(f"{found[c][0]!r} and {key!r} are both {c!r}"); continue
-        if not isinstance(val, list) or not all(isinstance(s, str) for s in val): bad.append(key); continue
+        if not isinstance(val, list) or isinstance(val, _Pairs) or not all(isinstance(s, str) for s in val):
+            bad.append(key); continue
         found[c] = (key, [s.strip() for s in val if s.strip()])
     missing = [c for c in classes if c not in found]
     empty = [c for c in classes if c in found and not found[c][1]]
