@@ -4,7 +4,7 @@ Checks class count and order (labels follow microclip's class list, whatever ord
 folders in), the split logic and sizes, `check_dataset`, and the class names/templates against the released
 files in ../shared/reference/microclip-release when that folder exists.
 """
-import io, json, os, warnings
+import io, json, os, shutil, warnings
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +229,58 @@ def test_class_names_match_release(name):
 def test_templates_match_release(name):
     ref = json.loads((REF / "templates.json").read_text())
     assert D.get_spec(name).templates == ref[name]
+
+
+def _native(name, dl, classes):
+    "A tiny copy of the archive layout torchvision extracts for `name` (under <root>/_download)."
+    if name == "dtd":
+        base = dl / "dtd" / "dtd"
+        for lst, k in (("train1", 0), ("val1", 1), ("test1", 2)):
+            rels = [f"{c}/{c}_{k:04d}.jpg" for c in classes]
+            for r in rels: put(base / "images" / r)
+            (base / "labels").mkdir(parents=True, exist_ok=True); (base / "labels" / f"{lst}.txt").write_text("\n".join(rels) + "\n")
+        return {"train": 2 * len(classes), "test": len(classes)}
+    if name == "fgvc":
+        base = dl / "fgvc-aircraft-2013b" / "data"
+        for s, off in (("train", 0), ("test", 5000)):
+            lines = [f"{off + i:07d} {c}" for i, c in enumerate(classes)]
+            for l in lines: put(base / "images" / f"{l.split()[0]}.jpg")
+            (base / f"images_variant_{s}.txt").write_text("\n".join(lines) + "\n")
+        return {"train": len(classes), "test": len(classes)}
+    if name == "food101":
+        base = dl / "food-101"
+        for s, k in (("train", 0), ("test", 1)):
+            rels = [f"{c}/{1000 + k}" for c in classes]
+            for r in rels: put(base / "images" / f"{r}.jpg")
+            (base / "meta").mkdir(parents=True, exist_ok=True); (base / "meta" / f"{s}.txt").write_text("\n".join(rels) + "\n")
+        return {"train": len(classes), "test": len(classes)}
+    if name == "pets":
+        base = dl / "oxford-iiit-pet"
+        for lst, k in (("trainval", 1), ("test", 2)):
+            imgs = [f"{c.replace(' ', '_')}_{k}" for c in classes]
+            for i in imgs: put(base / "images" / f"{i}.jpg")
+            (base / "annotations").mkdir(parents=True, exist_ok=True)
+            (base / "annotations" / f"{lst}.txt").write_text("".join(f"{i} 1 1 1\n" for i in imgs))
+        return {"train": len(classes), "test": len(classes)}
+    if name == "caltech101":
+        base = dl / "caltech101" / "101_ObjectCategories"
+        back = {v: k for k, v in D.CALTECH_FOLDERS.items()}
+        for c in classes + ["BACKGROUND_Google", "Faces_easy"]:
+            for j in range(32): put(base / back.get(c, c) / f"image_{j + 1:04d}.jpg")
+        return {"train": 30 * len(classes), "test": 2 * len(classes)}
+
+
+@pytest.mark.parametrize("name", ["dtd", "fgvc", "food101", "pets", "caltech101"])
+def test_download_arranges_layout(tmp_path, monkeypatch, name):
+    "The torchvision download path, with torchvision's download replaced by a tiny native archive layout."
+    calls = []
+    monkeypatch.setattr(D, "_tv", lambda cls, root, **kw: calls.append((cls, kw)))
+    want = _native(name, tmp_path / "_download", D.get_spec(name).classes)
+    rep = D.download_dataset(name, tmp_path)
+    assert calls and rep.ok and rep.sizes == want, str(rep)
+    if name == "caltech101":   # the seeded draw is the same on every machine
+        tr = D.load_split(name, "train", tmp_path)
+        again = tmp_path / "again"; monkeypatch.setattr(D, "_tv", lambda *a, **k: None)
+        shutil.copytree(tmp_path / "_download", again / "_download")
+        D.download_dataset(name, again)
+        assert [p.name for p, _ in D.load_split(name, "train", again).samples] == [p.name for p, _ in tr.samples]
