@@ -12,8 +12,8 @@ from .datasets import get_spec, name_key
 
 # %% auto #0
 __all__ = ['DESCRIPTIONS_BASE_URL', 'RELEASED', 'CUPL_QUESTIONS', 'SYSTEM_PROMPT', 'load_descriptions', 'descriptions_cache',
-           'default_descriptions_path', 'dataset_descriptions', 'sha256', 'fetch_descriptions', 'chat',
-           'generate_descriptions']
+           'default_descriptions_path', 'template_descriptions', 'dataset_descriptions', 'sha256', 'fetch_descriptions',
+           'chat', 'generate_descriptions']
 
 # %% ../nbs/09_descriptions.ipynb #c005
 class _Pairs(list): "The (key, value) pairs of one JSON object."
@@ -72,10 +72,16 @@ def default_descriptions_path(name: str, root=None, cache_dir=None) -> Path:
     if local.exists() or spec.descriptions in (None, "descriptions.json"): return local
     return Path(cache_dir or descriptions_cache()) / spec.descriptions
 
-def dataset_descriptions(name: str, path=None, root=None, cache_dir=None) -> dict[str, list[str]]:
+def template_descriptions(classes, templates) -> dict[str, list[str]]:
+    "Hand-crafted 'descriptions': every template filled with the class name (for datasets without descriptions)."
+    return {c: [t.replace("{}", c) for t in templates] for c in classes}
+
+def dataset_descriptions(name: str, path=None, root=None, cache_dir=None, fallback_to_templates: bool = False) -> dict[str, list[str]]:
     "Validated descriptions of dataset `name` in label order (file: `path`, else the dataset's default)."
     spec = get_spec(name)
     p = Path(path) if path else default_descriptions_path(name, root, cache_dir)
+    if not p.exists() and fallback_to_templates and not path:
+        return template_descriptions(spec.get_classes(root), spec.get_templates(root))
     if not p.exists():
         hint = (f"run `microclip descriptions fetch {spec.name}`" if spec.descriptions in RELEASED
                 else "write one with `microclip descriptions generate`")
@@ -133,7 +139,7 @@ def fetch_descriptions(dataset: str, cache_dir=None, base_url: str = DESCRIPTION
     write_json(log, entries)
     return out
 
-# %% ../nbs/09_descriptions.ipynb #c015
+# %% ../nbs/09_descriptions.ipynb #c017
 CUPL_QUESTIONS = ["Describe what a {} looks like.", "How can you identify a {}?", "What does a {} look like?",
                   "Describe an image from the internet of a {}.", "A caption of an image of a {}:"]
 SYSTEM_PROMPT = "Answer in one or two plain sentences describing visual features. No lists, no preamble."
@@ -147,7 +153,7 @@ def _endpoint(base_url, model, api_key):
         raise MicroclipError("no API key for api.openai.com: pass api_key=... or set OPENAI_API_KEY")
     return base_url.rstrip("/") + "/chat/completions", model, api_key
 
-# %% ../nbs/09_descriptions.ipynb #c016
+# %% ../nbs/09_descriptions.ipynb #c018
 def chat(url: str, model: str, api_key: str | None, prompt: str, temperature: float = 0.99, max_tokens: int = 80,
          retries: int = 5, backoff: float = 2.0, timeout: float = 60) -> str:
     "One chat completion (the first choice's text), retrying 429/5xx/network errors with exponential backoff."
@@ -168,7 +174,7 @@ def chat(url: str, model: str, api_key: str | None, prompt: str, temperature: fl
         if attempt < retries: time.sleep(min(backoff * 2 ** attempt, 60))
     raise MicroclipError(f"{url} failed {retries + 1} times (last: {err})")
 
-# %% ../nbs/09_descriptions.ipynb #c017
+# %% ../nbs/09_descriptions.ipynb #c019
 def _read_cache(path: Path) -> dict[str, list[str]]:
     done = {}
     if path.exists():

@@ -73,6 +73,7 @@ def test_custom_folder_descriptions(tmp_path):
     root = tmp_path / "myset"; (root / "train" / "a_b").mkdir(parents=True)
     (root / "classes.txt").write_text("A B\n")
     with pytest.raises(MicroclipError, match="descriptions.json does not exist"): S.dataset_descriptions(str(root))
+    assert S.dataset_descriptions(str(root), fallback_to_templates=True)["A B"][0] == "a photo of a A B."
     (root / "descriptions.json").write_text(json.dumps({"a_b": ["An A B."]}))
     assert S.dataset_descriptions(str(root)) == {"A B": ["An A B."]}
 
