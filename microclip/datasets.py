@@ -16,7 +16,7 @@ from .core import MicroclipError, check_choice, data_dir, PKG_DIR
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'CLASSNAMES_FILE', 'DEFAULT_TEMPLATES', 'DATASETS', 'NAME_ALIASES', 'RESERVED_DIRS',
-           'MICROWORLD_TEMPLATES', 'TEMPLATES', 'EUROSAT_FOLDERS', 'CALTECH_FOLDERS', 'TT', 'BENCHMARKS', 'read_image',
+           'MICROWORLD_TEMPLATES', 'TEMPLATES', 'EUROSAT_FOLDERS', 'CALTECH_FOLDERS', 'BENCHMARKS', 'read_image',
            'ImageList', 'benchmark_classes', 'name_key', 'name_labeler', 'index_labeler', 'folder_samples',
            'DatasetSpec', 'register_dataset', 'list_datasets', 'get_spec', 'load_split', 'read_classes',
            'read_templates', 'ratio_split', 'image_folder_spec', 'register_image_folder', 'DatasetReport',
@@ -367,15 +367,15 @@ def _benchmark(name, title, dirname, loader, splits, sizes, layout, descriptions
 _flowers = (_flowers_load, lambda r: [r / "jpg", r / "split_zhou_OxfordFlowers.json"])
 _cub = (_cub_load, lambda r: [r / "images", r / "images.txt", r / "train_test_split.txt"])
 _sun = (_filelist_load, lambda r: [r / f"{s}_{k}.npy" for s in ("train", "test") for k in ("images", "labels")])
-TT = {"train": "train/", "test": "test/"}
+_TT = {"train": "train/", "test": "test/"}
 
 # %% ../nbs/08_datasets.ipynb #c045
-_benchmark("birdsnap", "Birdsnap", "birdsnap", _tree(), TT, {"train": None, "test": None},
+_benchmark("birdsnap", "Birdsnap", "birdsnap", _tree(), _TT, {"train": None, "test": None},
            "train/<Species_Name>/*, test/<Species_Name>/*", "birdsnap.json")
-_benchmark("caltech101", "Caltech-101", "caltech101", _tree(), TT, {"train": 3000, "test": None},
+_benchmark("caltech101", "Caltech-101", "caltech101", _tree(), _TT, {"train": 3000, "test": None},
            "train/<class>/*, test/<class>/* (30 train images per class)", "caltech101.json",
            aliases=CALTECH_FOLDERS, ignore_keys=("background",))
-_benchmark("cars", "Stanford Cars", "cars", _tree(index=("_", 0)), TT, {"train": 8144, "test": 8041},
+_benchmark("cars", "Stanford Cars", "cars", _tree(index=("_", 0)), _TT, {"train": 8144, "test": 8041},
            "train/NNN_Make_Model_Year/*, test/NNN_Make_Model_Year/*", "cars.json")
 _benchmark("cub", "CUB-200-2011", "cub", _cub, {"train": "train_test_split.txt = 1", "test": "train_test_split.txt = 0"},
            {"train": 5994, "test": 5794}, "images/NNN.Name/*.jpg, images.txt, train_test_split.txt", "cub.json")
@@ -384,15 +384,15 @@ _benchmark("dtd", "Describable Textures (DTD)", "dtd", _tree("trainval", "test")
 _benchmark("eurosat", "EuroSAT", "eurosat", _tree("train", "val"), {"train": "train/", "test": "val/"},
            {"train": 10000, "test": 5000}, "train/<Folder>/*, val/<Folder>/* (e.g. AnnualCrop, SeaLake)", "eurosat.json",
            aliases=EUROSAT_FOLDERS)
-_benchmark("fgvc", "FGVC-Aircraft", "aircrafts", _tree(), TT, {"train": 3334, "test": 3333},
+_benchmark("fgvc", "FGVC-Aircraft", "aircrafts", _tree(), _TT, {"train": 3334, "test": 3333},
            "train/<variant>/*, test/<variant>/* ('/' and ' ' in variant names → '-')", "fgvc.json")
 _benchmark("flowers", "Oxford Flowers-102", "flowers", _flowers, {"train": "split file 'train'", "test": "split file 'test'"},
            {"train": 4093, "test": 2463}, "jpg/image_NNNNN.jpg, split_zhou_OxfordFlowers.json (CoOp split)", "flowers.json")
-_benchmark("food101", "Food-101", "food101", _tree(), TT, {"train": 75750, "test": 25250},
+_benchmark("food101", "Food-101", "food101", _tree(), _TT, {"train": 75750, "test": 25250},
            "train/<class>/*, test/<class>/*", "food101.json")
-_benchmark("pets", "Oxford-IIIT Pets", "oxford_pets", _tree(), TT, {"train": 3680, "test": 3669},
+_benchmark("pets", "Oxford-IIIT Pets", "oxford_pets", _tree(), _TT, {"train": 3680, "test": 3669},
            "train/<Breed_name>/*, test/<Breed_name>/*", "pets.json")
-_benchmark("resisc45", "NWPU-RESISC45", "resisc45", _tree(), TT, {"train": None, "test": None},
+_benchmark("resisc45", "NWPU-RESISC45", "resisc45", _tree(), _TT, {"train": None, "test": None},
            "train/<class_name>/*, test/<class_name>/*", "resisc45.json")
 _benchmark("sun397", "SUN397", "sun397", _sun, {"train": "train_*.npy", "test": "test_*.npy"},
            {"train": 76129, "test": 21758}, "train_images.npy, train_labels.npy, test_images.npy, test_labels.npy, SUN397/",
