@@ -14,10 +14,11 @@ import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from fastcore.basics import patch
 from torch.utils.checkpoint import checkpoint
-from .core import PKG_DIR, MicroclipError, check_choice
+from .core import PKG_DIR, MicroclipError, check_choice, data_dir, project_root
 
 # %% auto #0
-__all__ = ['CKPT_SUFFIXES', 'create_clip', 'tiny_clip', 'value_value', 'VisualOut', 'Backbone']
+__all__ = ['CKPT_SUFFIXES', 'PROJECT_WEIGHTS', 'project_weights', 'create_clip', 'tiny_clip', 'value_value', 'VisualOut',
+           'Backbone']
 
 # %% ../nbs/01_backbone.ipynb #c005
 _CONFIGS_REGISTERED = False
@@ -40,9 +41,22 @@ def _check_model_name(name: str) -> None:
     raise MicroclipError(f"unknown open_clip model {name!r}{hint} (see open_clip.list_models())")
 
 # %% ../nbs/01_backbone.ipynb #c007
+PROJECT_WEIGHTS = {("microclip-tiny", "microworld"): "pretrained/microclip-tiny/microclip-tiny.pt"}
+
+def project_weights(name: str, tag: str) -> Path | None:
+    "The file behind a project weight tag (under `$MICROCLIP_DATA`, else the repository's `data/`), or None."
+    rel = PROJECT_WEIGHTS.get((name, tag))
+    if rel is None: return None
+    for base in (data_dir(), project_root() / "data"):
+        if (base / rel).is_file(): return base / rel
+    raise MicroclipError(f"weights {tag!r} of {name!r} not found at {data_dir() / rel}; run `make pretrain`")
+
+# %% ../nbs/01_backbone.ipynb #c009
 def _resolve_pretrained(name: str, pretrained: str | os.PathLike | None) -> str | None:
     if pretrained is None or ":" in name: return pretrained
     pretrained = str(pretrained)
+    own = project_weights(name, pretrained)
+    if own is not None: return str(own)
     tags = open_clip.list_pretrained_tags_by_model(name)
     if pretrained in tags: return pretrained
     p = Path(pretrained).expanduser()
@@ -51,7 +65,7 @@ def _resolve_pretrained(name: str, pretrained: str | os.PathLike | None) -> str 
         raise MicroclipError(f"checkpoint file {p} does not exist (pretrained= for model {name!r})")
     check_choice(f"pretrained tag for {name} (or a checkpoint file)", pretrained, tags)
 
-# %% ../nbs/01_backbone.ipynb #c008
+# %% ../nbs/01_backbone.ipynb #c010
 def create_clip(name: str, pretrained: str | None = None, image_size: int | None = None,
                 device="cpu", **kwargs) -> tuple[nn.Module, object]:
     "An open_clip model (random weights if `pretrained` is None) and its tokenizer; `kwargs` go to `create_model`."
@@ -68,7 +82,7 @@ def create_clip(name: str, pretrained: str | None = None, image_size: int | None
                              f"(offline, or weights not cached?): {first}") from e
     return model, open_clip.get_tokenizer(name)
 
-# %% ../nbs/01_backbone.ipynb #c011
+# %% ../nbs/01_backbone.ipynb #c013
 def tiny_clip(width: int = 48, layers: int = 2, head_width: int = 16, image_size: int = 32, patch_size: int = 8,
               embed_dim: int = 32) -> nn.Module:
     "A small random-weight open_clip `CLIP` (any width) for tests and examples; uses the standard tokenizer."
@@ -76,7 +90,7 @@ def tiny_clip(width: int = 48, layers: int = 2, head_width: int = 16, image_size
     text = dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1)
     return open_clip.CLIP(embed_dim, vision, text)
 
-# %% ../nbs/01_backbone.ipynb #c014
+# %% ../nbs/01_backbone.ipynb #c016
 def value_value(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     "Run an open_clip `ResidualAttentionBlock` on `x` (any token layout, last dim D) with identity attention."
     attn = block.attn                                        # nn.MultiheadAttention
@@ -87,7 +101,7 @@ def value_value(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     v = x + block.ls_1(v)
     return v + block.ls_2(block.mlp(block.ln_2(v)))
 
-# %% ../nbs/01_backbone.ipynb #c018
+# %% ../nbs/01_backbone.ipynb #c020
 class VisualOut(NamedTuple):
     "Output of `Backbone.forward`."
     g: torch.Tensor                      # (B, d)  normalised CLIP image embedding
@@ -106,7 +120,7 @@ def _check_supported(visual: nn.Module) -> None:
             raise MicroclipError(f"transformer block {type(b).__name__} is not supported (needs open_clip's "
                                  "ResidualAttentionBlock with nn.MultiheadAttention)")
 
-# %% ../nbs/01_backbone.ipynb #c019
+# %% ../nbs/01_backbone.ipynb #c021
 class Backbone(nn.Module):
     "An open_clip CLIP model seen as microCLIP's image encoder (METHOD.md §1)."
     def __init__(self, clip: nn.Module, tokenizer=None, name: str | None = None):
@@ -134,7 +148,7 @@ class Backbone(nn.Module):
     def extra_repr(self) -> str:
         return f"name={self.name}, D={self.width}, d={self.embed_dim}, image={self.image_size}, grid={self.grid}"
 
-# %% ../nbs/01_backbone.ipynb #c021
+# %% ../nbs/01_backbone.ipynb #c023
 @patch
 def _embed(self: Backbone, images: torch.Tensor) -> torch.Tensor:
     "Patch embedding, [CLS], positions, patch dropout, ln_pre: (B, 3, H, W) → (B, 1+N, D)."
@@ -148,7 +162,7 @@ def _embed(self: Backbone, images: torch.Tensor) -> torch.Tensor:
     x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)  # (B, 1+N, D)
     return v.ln_pre(v.patch_dropout(x))
 
-# %% ../nbs/01_backbone.ipynb #c022
+# %% ../nbs/01_backbone.ipynb #c024
 @patch
 def forward(self: Backbone, images: torch.Tensor, patches: bool = True) -> VisualOut:
     "CLIP embedding `g` (B, d), unprojected [CLS] (B, D) and, if `patches`, value-value tokens (B, N, D)."
@@ -177,7 +191,7 @@ def project(self: Backbone, x: torch.Tensor) -> torch.Tensor:
     "CLIP's visual projection: (..., D) → (..., d), not normalised."
     return x @ self.clip.visual.proj
 
-# %% ../nbs/01_backbone.ipynb #c036
+# %% ../nbs/01_backbone.ipynb #c038
 @patch
 def encode_text(self: Backbone, texts: list[str], batch_size: int = 256) -> torch.Tensor:
     "Normalised CLIP text embeddings (n, d) on the model's device; no gradient."
@@ -192,7 +206,7 @@ def encode_text(self: Backbone, texts: list[str], batch_size: int = 256) -> torc
             out.append(self.clip.encode_text(tok, normalize=True))
     return torch.cat(out)
 
-# %% ../nbs/01_backbone.ipynb #c039
+# %% ../nbs/01_backbone.ipynb #c041
 @patch
 def layernorm_parameters(self: Backbone) -> list[nn.Parameter]:
     "The weights and biases of every LayerNorm in the image tower."
