@@ -212,6 +212,10 @@ TRAIN_CONFIGS = {
     "ours_vit_b_32_hcrafted_proto": dict(backbone="ViT-B-32", pretrained="openai", head_init="hcrafted"),
     "ours_vit_b_16_cupl_proto": dict(backbone="ViT-B-16", pretrained="openai", head_init="cupl"),
     "ours_vit_l_14_cupl_proto": dict(backbone="ViT-L-14", pretrained="openai", head_init="cupl"),
+    # the embedded demo: the project's tiny CLIP on its generated world; method settings stay at the defaults,
+    # only the schedule is scaled to a 2-core CPU (2,400 training images, 64 px)
+    "microworld": dict(dataset="microworld", backbone="microclip-tiny", pretrained="microworld",
+                       epochs=4, batch_size=32, eval_batch_size=250, workers=1),
 }
 
 def parse_overrides(items) -> dict:
