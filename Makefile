@@ -39,3 +39,9 @@ test: $(VENV_STAMP) sync-check  ## notebooks (nbdev_test) + pytest, offline
 test-slow: $(VENV_STAMP)  ## also run cells and tests marked slow
 	.venv/bin/nbdev_test --n_workers 2 --flags slow
 	$(PY) -m pytest -q tests --runslow
+
+pretrain: $(VENV_STAMP)  ## pretrain the tiny CLIP (≈25 min on 2 cores) and publish it to data/pretrained/microclip-tiny
+	.venv/bin/microclip pretrain
+
+demo: $(VENV_STAMP)  ## the microworld study end to end (cached steps are skipped) → reports/microworld
+	.venv/bin/microclip demo

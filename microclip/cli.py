@@ -10,7 +10,8 @@ import torch
 from .core import MicroclipError, get_device, load_config, parse_overrides
 
 # %% auto #0
-__all__ = ['COMMANDS', 'build_parser', 'cmd_train', 'cmd_evaluate', 'cmd_predict', 'cmd_data', 'cmd_descriptions', 'main']
+__all__ = ['COMMANDS', 'build_parser', 'cmd_train', 'cmd_evaluate', 'cmd_predict', 'cmd_data', 'cmd_descriptions', 'cmd_demo',
+           'cmd_pretrain', 'main']
 
 # %% ../nbs/12_cli.ipynb #c005
 def _add_common(p):
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--classes", required=True, help="text file, one class name per line")
     g.add_argument("--out", required=True); g.add_argument("--base-url", default=None)
     g.add_argument("--model", default=None); g.add_argument("--per-class", type=int, default=None)
+    dm = sub.add_parser("demo", help="the microworld study: world, tiny CLIP, zero-shot, adaptation, saliency → reports/microworld")
+    dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    pt = sub.add_parser("pretrain", help="pretrain the tiny CLIP on the microworld caption stream and publish it to data/pretrained")
+    pt.add_argument("--run-dir", default=None, help="pretraining run folder (default: data/pretrain-runs/microworld)")
     return ap
 
 # %% ../nbs/12_cli.ipynb #c007
@@ -116,8 +121,20 @@ def cmd_descriptions(a):
     return str(descriptions.generate_descriptions(classes, a.out, **kw))
 
 # %% ../nbs/12_cli.ipynb #c010
+def cmd_demo(a) -> dict:
+    from microclip.demo import run_demo
+    return run_demo(seeds=tuple(a.seeds))
+
+def cmd_pretrain(a) -> str:
+    from microclip import tinyclip
+    from microclip.core import data_dir
+    run = Path(a.run_dir) if a.run_dir else data_dir() / "pretrain-runs" / "microworld"
+    tinyclip.pretrain(run)
+    return f"published {tinyclip.publish(run)}"
+
+# %% ../nbs/12_cli.ipynb #c011
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "data": cmd_data,
-            "descriptions": cmd_descriptions}
+            "descriptions": cmd_descriptions, "demo": cmd_demo, "pretrain": cmd_pretrain}
 
 def main(argv=None) -> int:
     "Entry point of the `microclip` console script."
