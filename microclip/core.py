@@ -15,9 +15,10 @@ from fastcore.basics import patch
 import microclip
 
 # %% auto #0
-__all__ = ['PKG_DIR', 'CHOICES', 'UNIT_INTERVAL', 'POSITIVE', 'NON_NEGATIVE', 'TRAIN_CONFIGS', 'project_root', 'data_dir',
-           'runs_dir', 'reports_dir', 'MicroclipError', 'check_choice', 'set_seed', 'get_device', 'atomic_path',
-           'write_text', 'write_json', 'torch_save', 'Config', 'parse_overrides', 'load_config', 'config_hash']
+__all__ = ['PKG_DIR', 'CHOICES', 'UNIT_INTERVAL', 'POSITIVE', 'OPTIONAL_POSITIVE', 'NON_NEGATIVE', 'TRAIN_CONFIGS',
+           'project_root', 'data_dir', 'runs_dir', 'reports_dir', 'MicroclipError', 'check_choice', 'set_seed',
+           'get_device', 'atomic_path', 'write_text', 'write_json', 'torch_save', 'Config', 'parse_overrides',
+           'load_config', 'config_hash']
 
 # %% ../nbs/00_core.ipynb #c005
 PKG_DIR = Path(microclip.__file__).resolve().parent
@@ -106,6 +107,7 @@ class Config:
     image_size: int | None = None      # input resolution; None = the backbone's native size
     workers: int = 2                   # DataLoader worker processes
     skip_corrupt: bool = False         # skip (and count) unreadable images instead of stopping
+    max_per_class: int | None = None   # keep only the first N images of each class per split (smoke runs)
     # -- backbone
     backbone: str = "ViT-B-32"         # open_clip model name (any ViT)
     pretrained: str | None = "openai"  # open_clip pretrained tag or a checkpoint file; None = random weights
@@ -150,6 +152,7 @@ CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "li
                hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16"))
 UNIT_INTERVAL = ("fusion_ratio", "gamma", "crop_scale_min", "crop_scale_max")
 POSITIVE = ("n_crops", "epochs", "batch_size", "eval_batch_size", "lr", "crop_temperature")
+OPTIONAL_POSITIVE = ("max_per_class", "image_size")
 NON_NEGATIVE = ("workers", "lr_min", "weight_decay", "lambda_ce", "lambda_fair", "ncut_tau")
 
 # %% ../nbs/00_core.ipynb #c020
@@ -179,6 +182,8 @@ def _validate(cfg: Config) -> Config:
         if not 0 <= getattr(cfg, k) <= 1: raise MicroclipError(f"{k} must be in [0, 1], got {getattr(cfg, k)}")
     for k in POSITIVE:
         if not getattr(cfg, k) > 0: raise MicroclipError(f"{k} must be > 0, got {getattr(cfg, k)}")
+    for k in OPTIONAL_POSITIVE:
+        if getattr(cfg, k) is not None and getattr(cfg, k) < 1: raise MicroclipError(f"{k} must be >= 1 or empty, got {getattr(cfg, k)}")
     for k in NON_NEGATIVE:
         if getattr(cfg, k) < 0: raise MicroclipError(f"{k} must be >= 0, got {getattr(cfg, k)}")
     if cfg.crop_scale_min > cfg.crop_scale_max:

@@ -26,8 +26,8 @@ from .model import MicroCLIP, build_heads, build_model
 from .views import TrainViews, eval_transform
 
 # %% auto #0
-__all__ = ['cosine_lr', 'Inputs', 'prepare', 'run_name', 'default_run_dir', 'environment', 'trainable_state', 'load_trainable',
-           'train_step', 'train', 'load_model']
+__all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'run_name', 'default_run_dir', 'environment', 'trainable_state',
+           'load_trainable', 'train_step', 'train', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -43,11 +43,22 @@ class Inputs:
     descriptions: dict     # {class: [sentences]} in class order
     templates: list        # hand-crafted prompt templates
 
+def per_class_subset(ds, n: int | None):
+    "Keep the first `n` samples of every class (in file order); `None` keeps everything."
+    if n is None: return ds
+    seen, keep = {}, []
+    for p, y in ds.samples:
+        seen[y] = seen.get(y, 0) + 1
+        if seen[y] <= n: keep.append((p, y))
+    ds.samples = keep
+    return ds
+
 def prepare(cfg: Config) -> Inputs:
     "Load and validate the dataset, class names, descriptions and templates named by `cfg`."
     spec = get_spec(cfg.dataset)
     train = load_split(cfg.dataset, "train", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt)
     test = load_split(cfg.dataset, "test", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt)
+    train, test = per_class_subset(train, cfg.max_per_class), per_class_subset(test, cfg.max_per_class)
     if train.classes != test.classes:
         raise MicroclipError(f"dataset {cfg.dataset!r}: train and test splits list different classes")
     descriptions = dataset_descriptions(cfg.dataset, path=cfg.descriptions, root=cfg.data_root)
