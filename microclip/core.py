@@ -108,6 +108,7 @@ class Config:
     workers: int = 2                   # DataLoader worker processes
     skip_corrupt: bool = False         # skip (and count) unreadable images instead of stopping
     max_per_class: int | None = None   # keep only the first N images of each class per split (smoke runs)
+    check_images: bool = True          # decode every image once before training, so a corrupt file stops the run early
     # -- backbone
     backbone: str = "ViT-B-32"         # open_clip model name (any ViT)
     pretrained: str | None = "openai"  # open_clip pretrained tag or a checkpoint file; None = random weights

@@ -59,6 +59,12 @@ def prepare(cfg: Config) -> Inputs:
     train = load_split(cfg.dataset, "train", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt)
     test = load_split(cfg.dataset, "test", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt)
     train, test = per_class_subset(train, cfg.max_per_class), per_class_subset(test, cfg.max_per_class)
+    if cfg.check_images:
+        for ds in (train, test):
+            bad = ds.scan()                                      # drops them when skip_corrupt is set
+            if bad and not cfg.skip_corrupt:
+                raise MicroclipError(f"{len(bad)} unreadable image(s) in {ds.name}, e.g. {bad[0]}; remove or replace "
+                                     "them, or set skip_corrupt=true to skip and count them")
     if train.classes != test.classes:
         raise MicroclipError(f"dataset {cfg.dataset!r}: train and test splits list different classes")
     descriptions = dataset_descriptions(cfg.dataset, path=cfg.descriptions, root=cfg.data_root)
