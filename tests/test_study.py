@@ -1,0 +1,80 @@
+"""The study pipeline: experiment notebooks under papermill (smoke mode), nbdev_clean keeps their `parameters` tag,
+the runner isolates failures, resumes killed runs and dispatches through submitit's local executor."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from microclip.core import load_config, project_root
+from microclip.study import EXPERIMENTS, plan_study, run_status, run_study
+from microclip.train import train
+
+NBS = project_root() / "nbs"
+SMOKE = {"pretrained": None, "max_per_class": 2, "epochs": 1, "batch_size": 8, "n_crops": 2, "workers": 0,
+         "eval_batch_size": 64}
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MICROCLIP_RUNS", str(tmp_path / "runs"))   # inherited by the papermill kernels
+    return tmp_path / "runs"
+
+
+def _code(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS.values()))
+def test_template_shape_survives_nbdev_clean(name, tmp_path):
+    p = tmp_path / name
+    shutil.copy(NBS / name, p)
+    subprocess.run([str(Path(shutil.which("nbdev_clean") or project_root() / ".venv/bin/nbdev_clean")), "--fname", str(p)],
+                   check=True, cwd=project_root(), capture_output=True)
+    nb = nbformat.read(p, as_version=4)
+    tagged = [c for c in _code(nb) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    for c in _code(nb):   # templates import from microclip and define nothing reusable
+        assert not any(l.startswith(("def ", "class ")) for l in c.source.splitlines()), c.source
+    assert nb.cells[0].cell_type == "raw" and "skip_exec: true" in nb.cells[0].source   # nbdev_test leaves them to pytest
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS.values()))
+def test_experiment_notebook_smoke(name, runs, tmp_path):
+    import papermill as pm
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(NBS / name), str(out), cwd=str(tmp_path), progress_bar=False)
+    finals = list(runs.glob("microworld/*/final.json"))
+    assert len(finals) == 1
+    res = json.loads(finals[0].read_text())
+    assert res["dataset"] == "microworld" and set(res["zeroshot"]) == {"hand-crafted", "description mean", "frozen LLM head"}
+
+
+def test_failed_run_is_isolated_and_recorded_submitit_local(runs):
+    # one job per run folder through submitit's local executor (the SLURM code path without a cluster)
+    res = run_study(["nosuchdataset", "microworld"], experiment="zeroshot", config="microworld", overrides=SMOKE,
+                    executor="submitit-local", progress=False)
+    by = {Path(r["run"]).parent.name: r for r in res}
+    assert by["nosuchdataset"]["status"] == "failed" and "nosuchdataset" in by["nosuchdataset"]["error"]
+    assert by["microworld"]["status"] == "finished"
+    bad = Path(by["nosuchdataset"]["run"])
+    err = json.loads((bad / "error.json").read_text())
+    assert "MicroclipError" in err["error"] and (bad / "notebook.ipynb").exists() and not (bad / "final.json").exists()
+    again = run_study(["microworld"], experiment="zeroshot", config="microworld", overrides=SMOKE, progress=False)
+    assert again == [{"run": by["microworld"]["run"], "status": "finished", "skipped": True}]
+    assert list((runs / "_submitit").iterdir())   # submitit's job folders (logs, pickles)
+
+
+def test_killed_run_resumes(runs):
+    over = {**SMOKE, "epochs": 2, "max_per_class": 1}
+    spec, = plan_study(["microworld"], [0], "adapt", "microworld", over, methods=("microclip",))
+    cfg = load_config("microworld", {**over, "seed": 0, "method": "microclip"})
+    assert train(cfg, run_dir=spec.run_dir, progress=False, stop_after=1) == {"stopped_after": 1}   # "killed" after epoch 1
+    assert run_status(spec.run_dir) == "unfinished"
+    res, = run_study(["microworld"], [0], "adapt", "microworld", over, methods=("microclip",), progress=False)
+    assert res["status"] == "finished"
+    rows = [json.loads(l) for l in (Path(spec.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert json.loads((Path(spec.run_dir) / "study.json").read_text())["requests"][0]["experiment"] == "adapt"
