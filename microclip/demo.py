@@ -16,9 +16,10 @@ from .train import train, default_run_dir, load_model
 from .datasets import load_split
 from .views import eval_transform
 from .saliency import saliency_scores, summarise
+from .reports import markdown_table
 
 # %% auto #0
-__all__ = ['ensure_world', 'ensure_tiny_clip', 'adapt', 'markdown_table', 'summarise_demo', 'summary_markdown', 'run_demo']
+__all__ = ['ensure_world', 'ensure_tiny_clip', 'adapt', 'summarise_demo', 'summary_markdown', 'run_demo']
 
 # %% ../nbs/16_demo.ipynb #c005
 def ensure_world() -> Path:
@@ -48,16 +49,7 @@ def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | 
                          **{f"zs_{k}": v for k, v in res["zeroshot"].items()}})
     return pd.DataFrame(rows)
 
-# %% ../nbs/16_demo.ipynb #c009
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    "A GitHub-flavoured Markdown table of `df` (index included)."
-    cols = [df.index.name or ""] + [str(c) for c in df.columns]
-    fmt = lambda v: format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join([str(i)] + [fmt(v) for v in row]) + " |" for i, row in zip(df.index, df.values)]
-    return "\n".join(lines)
-
-# %% ../nbs/16_demo.ipynb #c012
+# %% ../nbs/16_demo.ipynb #c010
 def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minutes: float) -> dict:
     zs_cols = [c for c in runs.columns if c.startswith("zs_")]
     zs = runs[zs_cols].iloc[0].to_dict()                   # identical for every run: frozen model, same test set
@@ -86,7 +78,7 @@ def summary_markdown(s: dict) -> str:
             "Saliency of the adapted model (seed 0): NCut mask and SOAP attention peak vs ground truth:\n\n" +
             markdown_table(pd.DataFrame(s["saliency"]).T, ".3f") + f"\n\nDemo time: {s['demo_minutes']} min.\n")
 
-# %% ../nbs/16_demo.ipynb #c014
+# %% ../nbs/16_demo.ipynb #c012
 def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict | None = None) -> dict:
     "The whole microworld study; writes `summary.json`, `results.md` and `runs.csv` to `reports/microworld/`."
     t0 = time.time()

@@ -183,6 +183,8 @@ def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = Non
         from microclip.microworld import generate_microworld
         generate_microworld()
     todo = [s for s in specs if run_status(s.run_dir) != "finished"]
+    for s in specs:
+        if s not in todo: _record_request(s)                   # a shared finished run now also serves this experiment
     done = [{"run": s.run_dir, "status": "finished", "skipped": True} for s in specs if s not in todo]
     if progress: print(f"[study] {len(specs)} runs: {len(done)} finished, {len(todo)} to run ({executor})", flush=True)
     if executor == "local":
