@@ -237,7 +237,7 @@ def fig_pseudo_labels(em: pd.DataFrame, path: Path) -> Path | None:
     g.figure.suptitle("Pseudo-label accuracy per component (mean ± s.d. over seeds)", y=1.04)
     return _save(g.figure, path)
 
-# %% ../nbs/18_reports.ipynb #c029
+# %% ../nbs/18_reports.ipynb #c031
 def fig_test_top1(em: pd.DataFrame, path: Path) -> Path | None:
     "Test top-1 (%) over epochs for each method, one panel per dataset."
     if em.empty: return None
@@ -249,7 +249,7 @@ def fig_test_top1(em: pd.DataFrame, path: Path) -> Path | None:
     g.figure.suptitle("Test top-1 during adaptation (mean ± s.d. over seeds)", y=1.04)
     return _save(g.figure, path)
 
-# %% ../nbs/18_reports.ipynb #c031
+# %% ../nbs/18_reports.ipynb #c033
 def fig_gamma(runs: pd.DataFrame, path: Path) -> Path | None:
     "Final test top-1 (%) vs γ, one line per dataset (mean ± s.d. over seeds)."
     res = ablation_results(runs, "gamma")
@@ -264,7 +264,7 @@ def fig_gamma(runs: pd.DataFrame, path: Path) -> Path | None:
     ax.legend(fontsize=8)
     return _save(fig, path)
 
-# %% ../nbs/18_reports.ipynb #c033
+# %% ../nbs/18_reports.ipynb #c035
 @torch.no_grad()
 def cls_attention(backbone, images: torch.Tensor) -> torch.Tensor:
     "Head-averaged attention (B, N) of the [CLS] token to the patches in the backbone's last block."
@@ -276,7 +276,7 @@ def cls_attention(backbone, images: torch.Tensor) -> torch.Tensor:
     w = mha(x, x, x, need_weights=True, average_attn_weights=True)[1]   # (B, 1+N, 1+N)
     return w[:, 0, 1:]
 
-# %% ../nbs/18_reports.ipynb #c035
+# %% ../nbs/18_reports.ipynb #c037
 @torch.no_grad()
 def fig_saliency(run_path, path: Path, n_images: int = 4) -> Path:
     "Image | NCut mask | after CRF | [CLS] attention | [FG] attention for `n_images` test images of a run."
@@ -309,7 +309,7 @@ def fig_saliency(run_path, path: Path, n_images: int = 4) -> Path:
     fig.suptitle(f"{cfg.dataset}, run {Path(run_path).name}: bright = foreground / high attention", fontsize=9)
     return _save(fig, path)
 
-# %% ../nbs/18_reports.ipynb #c037
+# %% ../nbs/18_reports.ipynb #c039
 def write_inventory(runs: pd.DataFrame, out: Path) -> Path:
     "`tables/runs.csv`: every run folder with its status, error, metrics and environment."
     cols = ["run", "status", "experiments", "ablations", "dataset", "method", "seed", "backbone", "pretrained", "recipe",
@@ -325,7 +325,7 @@ def recipe_legend(runs: pd.DataFrame) -> str:
     r = r[["recipe", "kind", "changes"]].drop_duplicates().sort_values(["recipe", "kind"])
     return "Recipes (settings changed from the released defaults):\n\n" + "\n".join(f"- `{a}` ({k}): {b}" for a, k, b in r.values)
 
-# %% ../nbs/18_reports.ipynb #c038
+# %% ../nbs/18_reports.ipynb #c040
 def make_report(runs_root=None, out=None, figures: bool = True, saliency_images: int = 4) -> dict:
     "Write all tables, figures and the index from the run folders; returns {name: [paths]}."
     out = Path(out) if out else reports_dir()
@@ -351,7 +351,7 @@ def make_report(runs_root=None, out=None, figures: bool = True, saliency_images:
     write_text(out / "README.md", report_index(made, out, runs))
     return made
 
-# %% ../nbs/18_reports.ipynb #c039
+# %% ../nbs/18_reports.ipynb #c041
 DESCRIPTIONS = {
     "inventory": "Every run folder: status (finished / failed / unfinished), error, metrics, versions, device, commit",
     "main": "Main results: test top-1 per dataset and method, mean ± s.d. over seeds, with published reference rows",
@@ -368,14 +368,18 @@ def report_index(made: dict, out: Path, runs: pd.DataFrame) -> str:
              "`make study DATASETS=... SEEDS=...` (see `nbs/17_study.ipynb`).", "",
              "Runs read: " + ", ".join(f"{v} {k}" for k, v in sorted(n.items())) + " (only finished runs enter tables and figures).", "",
              "| what | files | regenerate |", "|---|---|---|"]
+    figs = []
     for name, paths in made.items():
         desc = DESCRIPTIONS.get(name) or (f"Ablation table: {name[9:]}" if name.startswith("ablation_") else
                                           f"NCut mask before/after CRF, [CLS] vs [FG] attention on test images of {name[9:]}")
-        files = ", ".join(f"[{Path(p).relative_to(out).as_posix()}]({Path(p).relative_to(out).as_posix()})" for p in paths)
-        lines.append(f"| {desc} | {files} | `make report` |")
-    return "\n".join(lines) + "\n"
+        rel = [Path(p).relative_to(out).as_posix() for p in paths]
+        lines.append(f"| {desc} | {', '.join(f'[{r}]({r})' for r in rel)} | `make report` |")
+        figs += [f"### {desc}\n\n![{desc}]({r})\n" for r in rel if r.endswith(".png")]
+    tables = [f"### {DESCRIPTIONS.get(n) or 'Ablation table: ' + n[9:]}\n\n" + Path(ps[1]).read_text().split("\n", 2)[2]
+              for n, ps in made.items() if len(ps) == 3]                       # the Markdown file of each table
+    return "\n".join(lines + ["", "## Tables", ""] + tables + ["## Figures", ""] + figs)
 
-# %% ../nbs/18_reports.ipynb #c041
+# %% ../nbs/18_reports.ipynb #c043
 def add_report_args(p) -> None:
     "Options of `microclip report` (added to an argparse sub-parser)."
     p.add_argument("--runs", default=None, help="folder of run folders (default: runs/ or $MICROCLIP_RUNS)")
