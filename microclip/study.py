@@ -129,14 +129,37 @@ def _record_request(spec: RunSpec) -> None:
     req = {**spec.tags, "notebook": Path(spec.notebook).name, "parameters": spec.parameters}
     if req not in old["requests"]: write_json(p, {"requests": old["requests"] + [req]})
 
-# %% ../nbs/17_study.ipynb #c015
+# %% ../nbs/17_study.ipynb #c016
+def _take_lock(run: Path) -> bool:
+    import os, socket
+    p, me = run / "run.lock", {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            with os.fdopen(fd, "w") as f: json.dump(me, f)
+            return True
+        except FileExistsError:
+            try: owner = json.loads(p.read_text())
+            except (OSError, ValueError): owner = {}
+            if owner.get("host") != me["host"]: return False
+            try: os.kill(int(owner.get("pid", -1)), 0); return False      # its owner is alive
+            except (ProcessLookupError, ValueError): p.unlink(missing_ok=True)   # stale: the owner died
+            except PermissionError: return False
+    return False
+
+# %% ../nbs/17_study.ipynb #c017
 def execute_run(spec: RunSpec, retry_failed: bool = True, progress: bool = False) -> dict:
     "Execute one experiment notebook into its run folder; never raises for a failing run (see `error.json`)."
-    import papermill as pm
     run, t0 = Path(spec.run_dir), time.time()
     status = run_status(run)
     if status == "finished" or (status == "failed" and not retry_failed): return {"run": spec.run_dir, "status": status, "skipped": True}
     run.mkdir(parents=True, exist_ok=True)
+    if not _take_lock(run): return {"run": spec.run_dir, "status": "running", "skipped": True}
+    try: return _execute(spec, run, progress, t0)
+    finally: (run / "run.lock").unlink(missing_ok=True)
+
+def _execute(spec: RunSpec, run: Path, progress: bool, t0: float) -> dict:
+    import papermill as pm
     _record_request(spec)
     (run / "error.json").unlink(missing_ok=True)                 # a retry starts clean; train() resumes from the checkpoint
     try:
@@ -153,7 +176,7 @@ def execute_run(spec: RunSpec, retry_failed: bool = True, progress: bool = False
         return {"run": spec.run_dir, "status": "failed", "error": err["error"], "seconds": round(time.time() - t0, 1)}
     return {"run": spec.run_dir, "status": "finished", "seconds": round(time.time() - t0, 1)}
 
-# %% ../nbs/17_study.ipynb #c019
+# %% ../nbs/17_study.ipynb #c021
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 def _submitit(specs: list[RunSpec], executor: str, params: dict | None, retry_failed: bool, wait: bool) -> list[dict]:
@@ -172,7 +195,7 @@ def _submitit(specs: list[RunSpec], executor: str, params: dict | None, retry_fa
             out.append({"run": s.run_dir, "status": "failed", "error": f"job {j.job_id} died"})
     return out
 
-# %% ../nbs/17_study.ipynb #c020
+# %% ../nbs/17_study.ipynb #c022
 def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = None, overrides: dict | None = None,
               methods=("microclip", "baseline"), ablations=None, executor: str = "local", executor_params: dict | None = None,
               retry_failed: bool = True, wait: bool = True, progress: bool = True) -> list[dict]:
@@ -196,7 +219,7 @@ def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = Non
     else: res = _submitit(todo, executor, executor_params, retry_failed, wait) if todo else []
     return done + res
 
-# %% ../nbs/17_study.ipynb #c022
+# %% ../nbs/17_study.ipynb #c024
 def add_study_args(p) -> None:
     "Options of `microclip study` (added to an argparse sub-parser)."
     p.add_argument("--datasets", nargs="+", required=True, help="registered dataset names or image folders")
