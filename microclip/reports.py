@@ -18,7 +18,7 @@ __all__ = ['PER_RUN', 'BENCHMARKS', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS'
            'recipe_changes', 'load_runs', 'markdown_table', 'latex_table', 'write_table', 'summarise_seeds',
            'pivot_cells', 'main_results', 'main_table_display', 'ablation_results', 'ablation_display', 'epoch_metrics',
            'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma', 'cls_attention', 'fig_saliency', 'write_inventory',
-           'recipe_legend', 'make_report', 'report_index', 'add_report_args', 'report_from_args']
+           'recipe_legend', 'main_legend', 'make_report', 'report_index', 'add_report_args', 'report_from_args']
 
 # %% ../nbs/18_reports.ipynb #c005
 PER_RUN = ("dataset", "data_root", "descriptions", "seed", "method", "device", "workers")
@@ -115,7 +115,7 @@ def pivot_cells(summary: pd.DataFrame, row: str, order=None, average: bool = Tru
         show_n = r.n_seeds < top and row_max[getattr(r, row)] > 1
         out.loc[getattr(r, row), r.dataset] = _cell(r.mean, r.std, r.n_seeds, show_n)
     out = out.fillna("—")
-    if average:
+    if average and len(datasets) > 1:
         means = summary.pivot_table(index=row, columns="dataset", values="mean").reindex(index=rows, columns=datasets)
         out["Average"] = [f"{m.mean():.2f}" if m.notna().all() else "—" for _, m in means.iterrows()]
     return out
@@ -177,11 +177,13 @@ def ablation_results(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
     for r in sel.itertuples():
         v = {k: r.config[k] for k in fields}
         if v not in grid: continue
-        base = recipe_of({**r.config, **{k: getattr(Config(), k) for k in fields}})
+        base_cfg = {**r.config, **{k: getattr(Config(), k) for k in fields}}
         rows.append(dict(variant=", ".join(f"{k}={v[k]}" for k in fields), _i=grid.index(v), backbone=r.backbone,
-                         base_recipe=base, dataset=r.dataset, seed=r.seed, value=r.top1))
-    if not rows: return pd.DataFrame(columns=["variant", "default", "backbone", "base_recipe", "dataset", "n_seeds", "mean", "std", "seeds"])
-    s = summarise_seeds(pd.DataFrame(rows), ["_i", "variant", "backbone", "base_recipe", "dataset"])
+                         base_recipe=recipe_of(base_cfg), base_changes=recipe_changes(base_cfg), dataset=r.dataset,
+                         seed=r.seed, value=r.top1))
+    if not rows: return pd.DataFrame(columns=["variant", "default", "backbone", "base_recipe", "base_changes", "dataset", "n_seeds",
+                                              "mean", "std", "seeds"])
+    s = summarise_seeds(pd.DataFrame(rows), ["_i", "variant", "backbone", "base_recipe", "base_changes", "dataset"])
     default = {k: getattr(Config(), k) for k in fields}
     s.insert(2, "default", s._i == grid.index(default))
     return s.sort_values(["backbone", "base_recipe", "_i", "dataset"]).drop(columns="_i").reset_index(drop=True)
@@ -318,27 +320,32 @@ def write_inventory(runs: pd.DataFrame, out: Path) -> Path:
     write_text(p, (runs[cols] if len(runs) else pd.DataFrame(columns=cols)).to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     return p
 
-def recipe_legend(runs: pd.DataFrame) -> str:
-    "Markdown list: recipe id → what it changes from the released defaults."
-    if not len(runs): return ""
-    r = runs[runs.status == "finished"].assign(kind=lambda d: np.where(d.method == "zeroshot", "zero-shot", "training"))
-    r = r[["recipe", "kind", "changes"]].drop_duplicates().sort_values(["recipe", "kind"])
-    return "Recipes (settings changed from the released defaults):\n\n" + "\n".join(f"- `{a}` ({k}): {b}" for a, k, b in r.values)
+def recipe_legend(items) -> str:
+    "Markdown list of (recipe id, kind, what it changes from the released defaults)."
+    items = sorted(set(items))
+    if not items: return ""
+    return "Recipes (settings changed from the released defaults):\n\n" + "\n".join(f"- `{a}` ({k}): {b}" for a, k, b in items)
+
+def main_legend(runs: pd.DataFrame, res: pd.DataFrame) -> str:
+    fin = runs[runs.status == "finished"]
+    kind = np.where(fin.method == "zeroshot", "zero-shot", "training")
+    return recipe_legend((r, k, c) for r, k, c in zip(fin.recipe, kind, fin.changes) if r in set(res.recipe))
 
 # %% ../nbs/18_reports.ipynb #c040
 def make_report(runs_root=None, out=None, figures: bool = True, saliency_images: int = 4) -> dict:
     "Write all tables, figures and the index from the run folders; returns {name: [paths]}."
     out = Path(out) if out else reports_dir()
     runs = load_runs(runs_root)
-    legend, made = recipe_legend(runs), {"inventory": [write_inventory(runs, out)]}
+    made = {"inventory": [write_inventory(runs, out)]}
     res = main_results(runs)
     if len(res):
         made["main"] = write_table(out, "main", main_table_display(res), res,
-                                   "Test top-1 (%) per dataset: mean ± s.d. over seeds; published numbers labelled", legend)
+                                   "Test top-1 (%) per dataset: mean ± s.d. over seeds; published numbers labelled", main_legend(runs, res))
     for axis in ABLATIONS:
         ab = ablation_results(runs, axis)
-        if len(ab): made[f"ablation_{axis}"] = write_table(out, f"ablation_{axis}", ablation_display(ab), ab,
-                                                           f"Ablation of {axis}: test top-1 (%) of microCLIP, mean ± s.d. over seeds", legend)
+        if len(ab): made[f"ablation_{axis}"] = write_table(
+            out, f"ablation_{axis}", ablation_display(ab), ab, f"Ablation of {axis}: test top-1 (%) of microCLIP, mean ± s.d. over seeds",
+            recipe_legend(zip(ab.base_recipe, ["training, ablated settings at their defaults"] * len(ab), ab.base_changes)))
     if figures:
         em, fd = epoch_metrics(runs), out / "figures"
         for name, p in [("pseudo_labels", fig_pseudo_labels(em, fd / "pseudo_label_accuracy.png")),

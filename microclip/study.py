@@ -238,7 +238,8 @@ def study_from_args(a) -> str:
     "`microclip study`: run the study; a one-line status per run, exit status 1 if any run failed."
     res = run_study(a.datasets, a.seeds, a.experiment, a.train_config, parse_overrides(a.set), a.methods, a.ablations,
                     a.executor, parse_overrides(a.executor_param), retry_failed=not a.no_retry, wait=not a.no_wait)
-    lines = [f"{r['status']:10s} {r['run']}" + (f"  ({r['error']})" if r.get("error") else "") for r in res]
+    lines = [f"{r['status']:10s} {r['run']}" + (" (skipped)" if r.get("skipped") else "") +
+             (f"  ({r['error']})" if r.get("error") else "") for r in res]
     failed = sum(r["status"] == "failed" for r in res)
     if failed: raise MicroclipError("\n".join(lines) + f"\n{failed} of {len(res)} runs failed; see error.json in their folders")
     return "\n".join(lines)
