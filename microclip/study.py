@@ -79,11 +79,17 @@ class RunSpec:
     parameters: dict                # injected into the template's `parameters` cell
     run_dir: str                    # content-addressed run folder
     tags: dict = field(default_factory=dict)   # what asked for it (experiment, ablation axis, ...)
+    also: list = field(default_factory=list)   # other RunSpecs of this study that resolve to the same folder
 
     @property
     def name(self) -> str: return str(Path(self.run_dir).relative_to(Path(self.run_dir).parents[1]))
 
 # %% ../nbs/17_study.ipynb #c011
+def _add(plan: dict, spec: RunSpec) -> None:
+    "Add `spec`, or remember it on the spec that already owns its folder (executed once, requested twice)."
+    if spec.run_dir in plan: plan[spec.run_dir].also.append(spec)
+    else: plan[spec.run_dir] = spec
+
 def plan_study(datasets, seeds=(0,), experiment="adapt", config: str | None = None, overrides: dict | None = None,
                methods=("microclip", "baseline"), ablations=None) -> list[RunSpec]:
     "The runs of a study (deduplicated by run folder, in a fixed order)."
@@ -97,8 +103,7 @@ def plan_study(datasets, seeds=(0,), experiment="adapt", config: str | None = No
             base = dict(dataset=ds, config=config)
             if exp == "zeroshot":
                 cfg = load_config(config, {"dataset": ds, **overrides})
-                plan.setdefault(str(zeroshot_run_dir(cfg)), RunSpec(exp, nb, dict(base, overrides=overrides),
-                                str(zeroshot_run_dir(cfg)), {"experiment": exp}))
+                _add(plan, RunSpec(exp, nb, dict(base, overrides=overrides), str(zeroshot_run_dir(cfg)), {"experiment": exp}))
                 continue
             if exp == "adapt": variants = [(None, {"method": m}) for m in methods]
             else:
@@ -112,7 +117,7 @@ def plan_study(datasets, seeds=(0,), experiment="adapt", config: str | None = No
                     params = dict(base, seed=seed, overrides=overrides, **({"method": v["method"]} if axis is None
                                                                           else {"ablation": axis, "variant": v}))
                     tags = {"experiment": exp, **({"ablation": axis} if axis else {})}
-                    plan.setdefault(run, RunSpec(exp, nb, params, run, tags))
+                    _add(plan, RunSpec(exp, nb, params, run, tags))
     return list(plan.values())
 
 # %% ../nbs/17_study.ipynb #c014
@@ -125,9 +130,10 @@ def run_status(run_dir) -> str:
 
 def _record_request(spec: RunSpec) -> None:
     p = Path(spec.run_dir) / "study.json"
-    old = json.loads(p.read_text()) if p.exists() else {"requests": []}
-    req = {**spec.tags, "notebook": Path(spec.notebook).name, "parameters": spec.parameters}
-    if req not in old["requests"]: write_json(p, {"requests": old["requests"] + [req]})
+    reqs = json.loads(p.read_text())["requests"] if p.exists() else []
+    new = [r for r in ({**s.tags, "notebook": Path(s.notebook).name, "parameters": s.parameters} for s in [spec, *spec.also])
+           if r not in reqs]
+    if new: write_json(p, {"requests": reqs + new})
 
 # %% ../nbs/17_study.ipynb #c016
 def _take_lock(run: Path) -> bool:
