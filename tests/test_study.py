@@ -3,6 +3,7 @@ the runner isolates failures, resumes killed runs and dispatches through submiti
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -31,7 +32,8 @@ def _code(nb):
 def test_template_shape_survives_nbdev_clean(name, tmp_path):
     p = tmp_path / name
     shutil.copy(NBS / name, p)
-    subprocess.run([str(Path(shutil.which("nbdev_clean") or project_root() / ".venv/bin/nbdev_clean")), "--fname", str(p)],
+    exe = Path(sys.executable).parent / "nbdev_clean"          # the environment's own nbdev (CI has no activated venv)
+    subprocess.run([str(exe if exe.exists() else shutil.which("nbdev_clean")), "--fname", str(p)],
                    check=True, cwd=project_root(), capture_output=True)
     nb = nbformat.read(p, as_version=4)
     tagged = [c for c in _code(nb) if "parameters" in c.metadata.get("tags", [])]
