@@ -14,7 +14,7 @@ from microclip.study import EXPERIMENTS, plan_study, run_status, run_study
 from microclip.train import train
 
 NBS = project_root() / "nbs"
-SMOKE = {"pretrained": None, "max_per_class": 2, "epochs": 1, "batch_size": 8, "n_crops": 2, "workers": 0,
+SMOKE = {"pretrained": None, "max_per_class": 1, "epochs": 1, "batch_size": 8, "n_crops": 2, "workers": 0,
          "eval_batch_size": 64}
 
 
