@@ -13,8 +13,8 @@ from .train import default_run_dir
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'ABLATIONS', 'ZEROSHOT_FIELDS', 'EXECUTORS', 'experiment_notebook', 'zeroshot_run_dir',
-           'evaluate_zeroshot', 'RunSpec', 'plan_study', 'run_status', 'execute_run', 'run_study', 'add_study_args',
-           'study_from_args']
+           'evaluate_zeroshot', 'train_run', 'RunSpec', 'plan_study', 'run_status', 'execute_run', 'run_study',
+           'add_study_args', 'study_from_args']
 
 # %% ../nbs/17_study.ipynb #c005
 EXPERIMENTS = {"adapt": "30_exp_adapt.ipynb", "zeroshot": "31_exp_zeroshot.ipynb", "ablations": "32_exp_ablations.ipynb"}
@@ -72,6 +72,32 @@ def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
     return final
 
 # %% ../nbs/17_study.ipynb #c010
+def train_run(cfg: Config, run_dir, nproc: int = 1, progress: bool = False) -> dict:
+    "Train `cfg` into `run_dir`: in this process (`nproc=1`) or under torchrun with `nproc` processes."
+    from microclip.train import train
+    if nproc <= 1: return train(cfg, run_dir=run_dir, progress=progress)
+    import subprocess, sys, yaml
+    run = Path(run_dir); run.mkdir(parents=True, exist_ok=True)
+    spec = run / "torchrun_config.yaml"
+    write_text(spec, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "microclip.study",
+           str(spec), str(run)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode or not (run / "final.json").exists():
+        raise MicroclipError(f"torchrun ({nproc} processes) failed with exit code {r.returncode}:\n{r.stderr[-3000:]}")
+    return json.loads((run / "final.json").read_text())
+
+def _torchrun_main(argv=None) -> None:
+    "One torchrun process: `python -m microclip.study <config.yaml> <run folder>`."
+    import sys, yaml
+    from microclip.train import train
+    cfg_file, run = (argv or sys.argv[1:])[:2]
+    train(Config.from_dict(yaml.safe_load(Path(cfg_file).read_text())), run_dir=run, progress=False)
+
+import os
+if __name__ == "__main__" and "LOCAL_RANK" in os.environ: _torchrun_main()   # only as a torchrun worker, never in a notebook
+
+# %% ../nbs/17_study.ipynb #c012
 @dataclass
 class RunSpec:
     experiment: str                 # key of EXPERIMENTS
@@ -84,14 +110,14 @@ class RunSpec:
     @property
     def name(self) -> str: return str(Path(self.run_dir).relative_to(Path(self.run_dir).parents[1]))
 
-# %% ../nbs/17_study.ipynb #c011
+# %% ../nbs/17_study.ipynb #c013
 def _add(plan: dict, spec: RunSpec) -> None:
     "Add `spec`, or remember it on the spec that already owns its folder (executed once, requested twice)."
     if spec.run_dir in plan: plan[spec.run_dir].also.append(spec)
     else: plan[spec.run_dir] = spec
 
 def plan_study(datasets, seeds=(0,), experiment="adapt", config: str | None = None, overrides: dict | None = None,
-               methods=("microclip", "baseline"), ablations=None) -> list[RunSpec]:
+               methods=("microclip", "baseline"), ablations=None, nproc: int = 1) -> list[RunSpec]:
     "The runs of a study (deduplicated by run folder, in a fixed order)."
     experiments = [experiment] if isinstance(experiment, str) else list(experiment)
     overrides, plan = dict(overrides or {}), {}
@@ -114,13 +140,13 @@ def plan_study(datasets, seeds=(0,), experiment="adapt", config: str | None = No
                 for axis, v in variants:
                     cfg = load_config(config, {"dataset": ds, "seed": seed, **overrides, **v})
                     run = str(default_run_dir(cfg))
-                    params = dict(base, seed=seed, overrides=overrides, **({"method": v["method"]} if axis is None
+                    params = dict(base, seed=seed, overrides=overrides, nproc=nproc, **({"method": v["method"]} if axis is None
                                                                           else {"ablation": axis, "variant": v}))
                     tags = {"experiment": exp, **({"ablation": axis} if axis else {})}
                     _add(plan, RunSpec(exp, nb, params, run, tags))
     return list(plan.values())
 
-# %% ../nbs/17_study.ipynb #c014
+# %% ../nbs/17_study.ipynb #c016
 def run_status(run_dir) -> str:
     "'finished' (final.json), 'failed' (error.json), 'unfinished' (folder without either) or 'new'."
     run = Path(run_dir)
@@ -135,7 +161,7 @@ def _record_request(spec: RunSpec) -> None:
            if r not in reqs]
     if new: write_json(p, {"requests": reqs + new})
 
-# %% ../nbs/17_study.ipynb #c016
+# %% ../nbs/17_study.ipynb #c018
 def _take_lock(run: Path) -> bool:
     import os, socket
     p, me = run / "run.lock", {"host": socket.gethostname(), "pid": os.getpid()}
@@ -153,7 +179,7 @@ def _take_lock(run: Path) -> bool:
             except PermissionError: return False
     return False
 
-# %% ../nbs/17_study.ipynb #c017
+# %% ../nbs/17_study.ipynb #c019
 def execute_run(spec: RunSpec, retry_failed: bool = True, progress: bool = False) -> dict:
     "Execute one experiment notebook into its run folder; never raises for a failing run (see `error.json`)."
     run, t0 = Path(spec.run_dir), time.time()
@@ -182,7 +208,7 @@ def _execute(spec: RunSpec, run: Path, progress: bool, t0: float) -> dict:
         return {"run": spec.run_dir, "status": "failed", "error": err["error"], "seconds": round(time.time() - t0, 1)}
     return {"run": spec.run_dir, "status": "finished", "seconds": round(time.time() - t0, 1)}
 
-# %% ../nbs/17_study.ipynb #c021
+# %% ../nbs/17_study.ipynb #c023
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 def _submitit(specs: list[RunSpec], executor: str, params: dict | None, retry_failed: bool, wait: bool) -> list[dict]:
@@ -201,13 +227,13 @@ def _submitit(specs: list[RunSpec], executor: str, params: dict | None, retry_fa
             out.append({"run": s.run_dir, "status": "failed", "error": f"job {j.job_id} died"})
     return out
 
-# %% ../nbs/17_study.ipynb #c022
+# %% ../nbs/17_study.ipynb #c024
 def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = None, overrides: dict | None = None,
               methods=("microclip", "baseline"), ablations=None, executor: str = "local", executor_params: dict | None = None,
-              retry_failed: bool = True, wait: bool = True, progress: bool = True) -> list[dict]:
+              retry_failed: bool = True, wait: bool = True, progress: bool = True, nproc: int = 1) -> list[dict]:
     "Run a study (see above); returns one status dict per run: finished, failed (with the error) or skipped."
     check_choice("executor", executor, EXECUTORS)
-    specs = plan_study(datasets, seeds, experiment, config, overrides, methods, ablations)
+    specs = plan_study(datasets, seeds, experiment, config, overrides, methods, ablations, nproc)
     if "microworld" in datasets:
         from microclip.microworld import generate_microworld
         generate_microworld()
@@ -225,7 +251,7 @@ def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = Non
     else: res = _submitit(todo, executor, executor_params, retry_failed, wait) if todo else []
     return done + res
 
-# %% ../nbs/17_study.ipynb #c024
+# %% ../nbs/17_study.ipynb #c026
 def add_study_args(p) -> None:
     "Options of `microclip study` (added to an argparse sub-parser)."
     p.add_argument("--datasets", nargs="+", required=True, help="registered dataset names or image folders")
@@ -236,6 +262,7 @@ def add_study_args(p) -> None:
     p.add_argument("--ablations", nargs="+", default=None, choices=list(ABLATIONS), help="ablation axes (default: all)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
     p.add_argument("--executor", default="local", choices=EXECUTORS)
+    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) per training run; >1 trains under torchrun")
     p.add_argument("--executor-param", nargs="*", default=[], metavar="KEY=VALUE", help="submitit parameters (slurm_partition=..., timeout_min=...)")
     p.add_argument("--no-wait", action="store_true", help="submit to SLURM and return (rerun the command to see statuses)")
     p.add_argument("--no-retry", action="store_true", help="leave failed runs alone")
@@ -243,7 +270,7 @@ def add_study_args(p) -> None:
 def study_from_args(a) -> str:
     "`microclip study`: run the study; a one-line status per run, exit status 1 if any run failed."
     res = run_study(a.datasets, a.seeds, a.experiment, a.train_config, parse_overrides(a.set), a.methods, a.ablations,
-                    a.executor, parse_overrides(a.executor_param), retry_failed=not a.no_retry, wait=not a.no_wait)
+                    a.executor, parse_overrides(a.executor_param), retry_failed=not a.no_retry, wait=not a.no_wait, nproc=a.nproc)
     lines = [f"{r['status']:10s} {r['run']}" + (" (skipped)" if r.get("skipped") else "") +
              (f"  ({r['error']})" if r.get("error") else "") for r in res]
     failed = sum(r["status"] == "failed" for r in res)

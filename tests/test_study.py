@@ -80,3 +80,13 @@ def test_killed_run_resumes(runs):
     rows = [json.loads(l) for l in (Path(spec.run_dir) / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert json.loads((Path(spec.run_dir) / "study.json").read_text())["requests"][0]["experiment"] == "adapt"
+
+
+@pytest.mark.slow
+def test_train_run_under_torchrun_two_processes(runs):
+    # the multi-GPU path of a study run, here as 2 CPU processes (gloo); needs train()'s torchrun support
+    from microclip.study import train_run
+    cfg = load_config("microworld", {**SMOKE, "device": "cpu", "batch_size": 8})
+    spec, = plan_study(["microworld"], [0], "adapt", "microworld", {**SMOKE, "device": "cpu", "batch_size": 8}, methods=("microclip",))
+    final = train_run(cfg, spec.run_dir, nproc=2)
+    assert 0 <= final["top1"] <= 100 and run_status(spec.run_dir) == "finished"
