@@ -373,7 +373,8 @@ def report_index(made: dict, out: Path, runs: pd.DataFrame) -> str:
     lines = ["# Reports", "", "Everything here is derived from the run folders by `microclip.reports.make_report`; do not edit by hand.",
              "", "Regenerate all of it (seconds): `make report` (= `microclip report`). Produce or extend the runs: "
              "`make study DATASETS=... SEEDS=...` (see `nbs/17_study.ipynb`).", "",
-             "Runs read: " + ", ".join(f"{v} {k}" for k, v in sorted(n.items())) + " (only finished runs enter tables and figures).", "",
+             "Runs read: " + (", ".join(f"{v} {k}" for k, v in sorted(n.items())) or "none yet") +
+             " (only finished runs enter tables and figures).", "",
              "| what | files | regenerate |", "|---|---|---|"]
     figs = []
     for name, paths in made.items():
