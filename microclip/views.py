@@ -4,31 +4,43 @@
 
 # %% ../nbs/07_views.ipynb #c002
 from __future__ import annotations
+import hashlib, random
+from contextlib import contextmanager
+import numpy as np
 import torch
 from PIL import Image
 from timm.data import create_transform
+from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
 # %% auto #0
-__all__ = ['weak_transform', 'eval_transform', 'strong_transform', 'random_square_crop', 'TrainViews']
+__all__ = ['weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform', 'random_square_crop', 'TrainViews',
+           'normalize_views', 'sample_seed', 'seeded_rngs', 'SeededSamples']
 
 # %% ../nbs/07_views.ipynb #c005
 def _tail(mean, std): return [T.ToTensor(), T.Normalize(mean, std)]
 
+def weak_geometry(size: int) -> T.Compose:
+    "The weak view's geometry on a PIL image: Resize(size, bicubic) + RandomCrop(size)."
+    return T.Compose([T.Resize(size, interpolation=InterpolationMode.BICUBIC), T.RandomCrop(size)])
+
 def weak_transform(size: int, mean, std) -> T.Compose:
-    "Weak view: Resize(size, bicubic) + RandomCrop(size)."
-    return T.Compose([T.Resize(size, interpolation=InterpolationMode.BICUBIC), T.RandomCrop(size), *_tail(mean, std)])
+    "Weak view: Resize(size, bicubic) + RandomCrop(size), as a normalised tensor."
+    return T.Compose([*weak_geometry(size).transforms, *_tail(mean, std)])
 
 def eval_transform(size: int, mean, std, crop: str = "center") -> T.Compose:
     "Test view: Resize + CenterCrop (`crop='random'` reproduces the released RandomCrop)."
     c = T.CenterCrop(size) if crop == "center" else T.RandomCrop(size)
     return T.Compose([T.Resize(size, interpolation=InterpolationMode.BICUBIC), c, *_tail(mean, std)])
 
-def strong_transform(size: int, mean, std):
-    "Strong view: RandomResizedCrop(0.3–1) + flip + RandAugment m9 mstd0.5 (timm)."
-    return create_transform(input_size=size, is_training=True, scale=(0.3, 1.0), hflip=0.5, color_jitter=0.,
-                            auto_augment="rand-m9-mstd0.5-inc1", interpolation="bicubic", mean=mean, std=std)
+def strong_transform(size: int, mean, std, normalize: bool = True):
+    "Strong view: RandomResizedCrop(0.3–1) + flip + RandAugment m9 mstd0.5 (timm); `normalize=False` stops at PIL."
+    kw = dict(input_size=size, is_training=True, scale=(0.3, 1.0), hflip=0.5, color_jitter=0.,
+              auto_augment="rand-m9-mstd0.5-inc1", interpolation="bicubic", mean=mean, std=std)
+    if normalize: return create_transform(**kw)
+    geometry, augment, _ = create_transform(**kw, separate=True)   # the last part is ToTensor + Normalize
+    return T.Compose([*geometry.transforms, *augment.transforms])
 
 # %% ../nbs/07_views.ipynb #c008
 def random_square_crop(img: Image.Image, lo: float = 0.5, hi: float = 0.9) -> Image.Image:
@@ -41,15 +53,54 @@ def random_square_crop(img: Image.Image, lo: float = 0.5, hi: float = 0.9) -> Im
 
 # %% ../nbs/07_views.ipynb #c011
 class TrainViews:
-    "Weak, strong and `n_crops` crop views of one PIL image."
+    "Weak, strong and `n_crops` crop views of one PIL image, as uint8 tensors (normalise with `normalize_views`)."
     def __init__(self, size: int, mean, std, n_crops: int = 8, crop_scale=(0.5, 0.9)):
         self.size, self.n_crops, self.crop_scale = size, n_crops, tuple(crop_scale)
-        self.weak, self.strong = weak_transform(size, mean, std), strong_transform(size, mean, std)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.weak, self.strong = weak_geometry(size), strong_transform(size, mean, std, normalize=False)
+        self.to_tensor = T.PILToTensor()                               # (3, S, S) uint8, no copy of the maths
 
     def __call__(self, img: Image.Image):
-        img = img.convert("RGB")
-        crops = [self.weak(random_square_crop(img, *self.crop_scale)) for _ in range(self.n_crops)]
-        crops = torch.stack(crops) if crops else torch.empty(0, 3, self.size, self.size)
-        return self.weak(img), self.strong(img), crops  # (3,S,S), (3,S,S), (K,3,S,S)
+        if img.mode != "RGB": img = img.convert("RGB")
+        t = self.to_tensor
+        crops = [t(self.weak(random_square_crop(img, *self.crop_scale))) for _ in range(self.n_crops)]
+        crops = torch.stack(crops) if crops else torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        return t(self.weak(img)), t(self.strong(img)), crops  # (3,S,S), (3,S,S), (K,3,S,S) uint8
 
     def __repr__(self): return f"TrainViews(size={self.size}, n_crops={self.n_crops}, crop_scale={self.crop_scale})"
+
+# %% ../nbs/07_views.ipynb #c012
+def normalize_views(x: torch.Tensor, mean, std, dtype=torch.float32) -> torch.Tensor:
+    "uint8 images (..., 3, S, S) → (x/255 − mean)/std in `dtype`, exactly as `ToTensor` + `Normalize` compute it."
+    if x.dtype != torch.uint8: raise TypeError(f"normalize_views expects uint8 images, got {x.dtype}")
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    return x.float().div_(255).sub_(m).div_(s).to(dtype)
+
+# %% ../nbs/07_views.ipynb #c017
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    "A 63-bit seed for sample `index` in `epoch` of a run seeded with `seed`."
+    h = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") >> 1
+
+@contextmanager
+def seeded_rngs(seed: int):
+    "Seed Python's, NumPy's and torch's CPU RNGs inside the block; restore their states on exit."
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    try: yield
+    finally:
+        random.setstate(states[0]); np.random.set_state(states[1]); torch.set_rng_state(states[2])
+
+# %% ../nbs/07_views.ipynb #c018
+class SeededSamples(Dataset):
+    "Wrap a dataset so item i of epoch e is drawn with RNGs seeded from (seed, e, i)."
+    def __init__(self, ds, seed: int = 0):
+        self.ds, self.seed, self.epoch = ds, seed, 0
+    def set_epoch(self, epoch: int) -> None: self.epoch = epoch
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        with seeded_rngs(sample_seed(self.seed, self.epoch, int(i))): return self.ds[i]
+    def __getattr__(self, name):                                  # classes, samples, transform, ... of the dataset
+        if name == "ds": raise AttributeError(name)
+        return getattr(self.ds, name)
