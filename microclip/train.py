@@ -23,11 +23,12 @@ from .dka import gamma_at
 from .evaluate import collect_features, score, zero_shot
 from .losses import RunningMarginal, self_training_loss
 from .model import MicroCLIP, build_heads, build_model
-from .views import TrainViews, eval_transform
+from .views import SeededSamples, TrainViews, eval_transform, normalize_views
 
 # %% auto #0
 __all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'run_name', 'default_run_dir', 'environment', 'trainable_state',
-           'load_trainable', 'train_step', 'train', 'load_model']
+           'load_trainable', 'Dist', 'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients',
+           'train_step', 'compile_blocks', 'train', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -110,67 +111,156 @@ def _rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 # %% ../nbs/11_train.ipynb #c015
-def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Config, gamma: float, device) -> dict:
-    "One self-training step; returns scalars for logging (pseudo-label accuracies use the true labels)."
+@dataclass
+class Dist:
+    rank: int = 0          # this process among all processes
+    world: int = 1         # number of processes
+    local_rank: int = 0    # this process on its node (= its GPU)
+    @property
+    def main(self) -> bool: return self.rank == 0
+
+def init_distributed(device_spec: str = "auto") -> tuple[Dist, torch.device, bool]:
+    "(Dist, device, started) from torchrun's environment; starts the process group when there are several processes."
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = get_device(device_spec)
+    if world == 1: return Dist(), device, False
+    import torch.distributed as dist
+    d = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    started = not dist.is_initialized()
+    if started: dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return d, device, started
+
+# %% ../nbs/11_train.ipynb #c018
+class GlobalBatches(torch.utils.data.Sampler):
+    "This process's share of each global batch of a seeded permutation of `n` items."
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.shuffle, self.rank, self.world = n, batch_size, seed, shuffle, rank, world
+
+    def global_sizes(self) -> list[int]:
+        "Size of each global batch."
+        sizes = [min(self.batch_size, self.n - i) for i in range(0, self.n, self.batch_size)]
+        return [s for s in sizes if s >= self.world]
+
+    def __iter__(self):
+        order = (torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)) if self.shuffle
+                 else torch.arange(self.n))
+        for chunk, _ in zip(order.split(self.batch_size), self.global_sizes()):
+            yield chunk.tensor_split(self.world)[self.rank].tolist()
+
+    def __len__(self): return len(self.global_sizes())
+
+# %% ../nbs/11_train.ipynb #c021
+class ShardedMarginal(RunningMarginal):
+    "A `RunningMarginal` whose batch mean runs over the global batch of all processes."
+    def update(self, probs: torch.Tensor) -> torch.Tensor:
+        from torch.distributed.nn.functional import all_reduce          # autograd-aware
+        s = torch.cat([probs.sum(0), probs.new_tensor([probs.shape[0]])])  # (C+1,) class sums, count
+        s = all_reduce(s)
+        return super().update((s[:-1] / s[-1])[None])                  # (1, C): its mean is the global mean
+
+def average_gradients(params, world: int) -> None:
+    "All-reduce the gradients of `params` in one flat buffer and divide by `world`."
+    import torch.distributed as dist
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    for p, g in zip(params, flat.split([q.numel() for q in params])): p.grad = g.view_as(p)
+
+# %% ../nbs/11_train.ipynb #c023
+def _autocast(cfg: Config, device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
+
+def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Config, gamma: float, device,
+               dist: Dist = Dist(), share: float = 1.0) -> dict:
+    "One self-training step on uint8 views; returns scalars for logging (pseudo-label accuracies use the true labels)."
     (weak, strong, crops), labels, _ = batch
-    weak, strong, crops = (t.to(device, non_blocking=True) for t in (weak, strong, crops))
-    labels = labels.to(device)
+    bb = model.backbone
+    weak, strong, crops = (normalize_views(t.to(device, non_blocking=True), bb.mean, bb.std) for t in (weak, strong, crops))
+    labels = labels.to(device, non_blocking=True)
     model.train()
-    pl = model.pseudo_label(weak, crops, gamma)                  # {'dka', 'prior', 'dynamic'}: (B, C)
-    target = pl["dka"].argmax(-1)
-    logits = model(strong)                                       # (B, C)
-    loss, ce, fair = self_training_loss(logits, target, marginal, cfg.lambda_ce, cfg.lambda_fair)
-    if not torch.isfinite(loss): return {"loss": loss.item()}
+    with _autocast(cfg, device):
+        pl = model.pseudo_label(weak, crops, gamma)              # {'dka', 'prior', 'dynamic'}: (B, C)
+        logits = model(strong)                                   # (B, C)
+    loss, ce, fair = self_training_loss(logits, pl["dka"].argmax(-1), marginal, cfg.lambda_ce, cfg.lambda_fair)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    out = {"loss": loss.item(), "loss_ce": ce.item(), "loss_fair": fair.item(),
-           "train_acc": (logits.argmax(-1) == labels).float().mean().item() * 100}
-    for k, v in pl.items(): out[f"pl_acc_{k}"] = (v.argmax(-1) == labels).float().mean().item() * 100
+    (loss if share == 1 else loss + cfg.lambda_ce * (share - 1) * ce).backward()
+    params = [p for _, p in model.trainable_parameters()]
+    if dist.world > 1: average_gradients(params, dist.world)
+    with torch.no_grad():
+        hits = [(v.argmax(-1) == labels).sum() for v in (logits, *pl.values())]
+        b = float(labels.numel())
+        stats = torch.stack([t.float() for t in (loss.detach() * b, ce.detach() * b, fair.detach() * b, *hits)]
+                            + [torch.tensor(b, device=device)])
+        if dist.world > 1: torch.distributed.all_reduce(stats)
+    v = stats.tolist()                                           # the step's one wait for the device
+    n = v[-1]
+    out = {"loss": v[0] / n, "loss_ce": v[1] / n, "loss_fair": v[2] / n, "train_acc": v[3] / n * 100}
+    out.update({f"pl_acc_{k}": h / n * 100 for k, h in zip(pl, v[4:-1])})
+    if math.isfinite(out["loss"]): opt.step()
     return out
 
-# %% ../nbs/11_train.ipynb #c017
-def _loader(ds, cfg: Config, shuffle: bool, batch_size: int, seed: int, device) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=cfg.workers, generator=g,
-                      pin_memory=device.type == "cuda", persistent_workers=False, drop_last=False)
+# %% ../nbs/11_train.ipynb #c029
+def _loader(ds, cfg: Config, device, batch_sampler=None, batch_size: int | None = None, seed: int = 0) -> DataLoader:
+    kw = dict(batch_sampler=batch_sampler) if batch_sampler is not None else dict(batch_size=batch_size, shuffle=False)
+    return DataLoader(ds, num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False,
+                      generator=torch.Generator().manual_seed(seed), **kw)
 
 def _mean(rows: list, key: str):
     vals = [r[key] for r in rows if key in r]
     return float(np.mean(vals)) if vals else None
 
-# %% ../nbs/11_train.ipynb #c018
-def _evaluate(model, inputs, cfg, device, heads=None, progress=True) -> dict:
-    test_dl = _loader(inputs.test, cfg, False, cfg.eval_batch_size, cfg.seed, device)
-    feats = collect_features(model, test_dl, device, progress=progress)
+# %% ../nbs/11_train.ipynb #c031
+def _evaluate(model, inputs, cfg, device, heads=None, progress=True, dist: Dist = Dist()) -> dict:
+    test = inputs.test
+    if dist.world > 1: test = torch.utils.data.Subset(test, np.array_split(np.arange(len(test)), dist.world)[dist.rank])
+    feats = collect_features(model, _loader(test, cfg, device, batch_size=cfg.eval_batch_size), device,
+                             progress=progress and dist.main)
+    if dist.world > 1:
+        parts = [None] * dist.world
+        torch.distributed.all_gather_object(parts, feats)
+        feats = {k: None if parts[0][k] is None else torch.cat([p[k] for p in parts]) for k in feats}
     res = score(model, feats)
     if heads is not None: res["zeroshot"] = zero_shot(feats, heads)
     return res
 
-# %% ../nbs/11_train.ipynb #c019
+# %% ../nbs/11_train.ipynb #c033
+def compile_blocks(model: MicroCLIP, backend: str = "inductor") -> MicroCLIP:
+    "Compile every transformer block of the image tower in place."
+    for blk in model.backbone.clip.visual.transformer.resblocks: blk.compile(backend=backend, dynamic=None)
+    return model
+
 def _setup(cfg: Config, inputs: Inputs, device):
     "Backbone, heads and model for a run, with the datasets' transforms attached."
     set_seed(cfg.seed)
     bb = Backbone.from_name(cfg.backbone, cfg.pretrained, cfg.image_size, device)
     heads = build_heads(bb, inputs.classes, inputs.descriptions, inputs.templates, cfg.hand_norm)
     model = build_model(bb, heads, cfg).to(device)
+    if cfg.compile: compile_blocks(model)
     n_crops = cfg.n_crops if cfg.method == "microclip" else 0
     inputs.train.transform = TrainViews(bb.image_size, bb.mean, bb.std, n_crops, (cfg.crop_scale_min, cfg.crop_scale_max))
     inputs.test.transform = eval_transform(bb.image_size, bb.mean, bb.std, cfg.eval_crop)
     return model, heads
 
-# %% ../nbs/11_train.ipynb #c020
-def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progress) -> dict:
+# %% ../nbs/11_train.ipynb #c036
+def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progress, dist: Dist = Dist()) -> dict:
     set_seed(cfg.seed * 1000 + epoch)
-    dl = _loader(inputs.train, cfg, True, cfg.batch_size, cfg.seed * 1000 + epoch, device)
+    ds = SeededSamples(inputs.train, cfg.seed)
+    ds.set_epoch(epoch)
+    sampler = GlobalBatches(len(ds), cfg.batch_size, cfg.seed * 1000 + epoch, True, dist.rank, dist.world)
+    dl, sizes = _loader(ds, cfg, device, sampler, seed=cfg.seed * 1000 + epoch), sampler.global_sizes()
     marginal.reset()
     rows, t0 = [], time.time()
-    bar = tqdm(dl, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+    bar = tqdm(dl, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and dist.main))
     for i, batch in enumerate(bar):
         step = epoch * len(dl) + i
         for gr in opt.param_groups: gr["lr"] = cosine_lr(step, total_steps, cfg.lr, cfg.lr_min)
         gamma = gamma_at(cfg.gamma, cfg.gamma_schedule, step / total_steps)
-        r = train_step(model, batch, opt, marginal, cfg, gamma, device)
+        share = len(batch[1]) * dist.world / sizes[i]
+        r = train_step(model, batch, opt, marginal, cfg, gamma, device, dist, share)
         if not math.isfinite(r["loss"]):
             raise MicroclipError(f"loss became {r['loss']} at epoch {epoch + 1}, step {i + 1}; training stopped, "
                                  f"the checkpoint of epoch {epoch} is kept (try a lower lr)")
@@ -179,11 +269,17 @@ def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progre
     out = {k: _mean(rows, k) for k in rows[0]}
     return {**out, "lr": opt.param_groups[0]["lr"], "epoch_seconds": time.time() - t0}
 
-# %% ../nbs/11_train.ipynb #c021
+# %% ../nbs/11_train.ipynb #c037
 def train(cfg: Config, run_dir=None, resume: bool = True, progress: bool = True, stop_after: int | None = None) -> dict:
-    "Run (or resume, or skip if finished) one adaptation run; returns the final metrics."
+    "Run (or resume, or skip if finished) one adaptation run — in every process under torchrun; returns the final metrics."
     inputs = prepare(cfg)                                        # all input errors surface here
-    device = get_device(cfg.device)
+    dist, device, started = init_distributed(cfg.device)
+    try: return _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after)
+    finally:
+        if started: torch.distributed.destroy_process_group()
+
+# %% ../nbs/11_train.ipynb #c038
+def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> dict:
     run = Path(run_dir) if run_dir else default_run_dir(cfg)
     if (run / "final.json").exists() and resume: return json.loads((run / "final.json").read_text())
     ck_path = run / "checkpoint.pt"
@@ -193,43 +289,45 @@ def train(cfg: Config, run_dir=None, resume: bool = True, progress: bool = True,
     model, heads = _setup(cfg, inputs, device)
     params = [p for _, p in model.trainable_parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    marginal, rows, start = RunningMarginal(), [], 0
+    marginal, rows, start = (ShardedMarginal() if dist.world > 1 else RunningMarginal()), [], 0
+    write = dist.main                                            # one process writes the run folder
     if ck is not None:
         load_trainable(model, ck["trainable"], str(ck_path)); opt.load_state_dict(ck["optimizer"])
         marginal.load_state_dict(ck["marginal"]); rows, start = ck["metrics"], ck["epoch"]
     else:
-        run.mkdir(parents=True, exist_ok=True)
-        write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        write_json(run / "env.json", environment(device))
-        (run / "error.json").unlink(missing_ok=True)
-        ev = _evaluate(model, inputs, cfg, device, heads, progress)
+        if write:
+            run.mkdir(parents=True, exist_ok=True)
+            write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            write_json(run / "env.json", {**environment(device), "processes": dist.world})
+            (run / "error.json").unlink(missing_ok=True)
+        ev = _evaluate(model, inputs, cfg, device, heads, progress, dist)
         rows = [{"epoch": 0, **{k: v for k, v in ev.items() if k != "per_class"}}]
-        write_text(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    steps_per_epoch = math.ceil(len(inputs.train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+        if write: write_text(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    total = cfg.epochs * len(GlobalBatches(len(inputs.train), cfg.batch_size, 0, world=dist.world))
     try:
         for epoch in range(start, cfg.epochs):
-            tr = _epoch(model, inputs, cfg, opt, marginal, epoch, total, device, progress)
-            ev = _evaluate(model, inputs, cfg, device, None, progress)
+            tr = _epoch(model, inputs, cfg, opt, marginal, epoch, total, device, progress, dist)
+            ev = _evaluate(model, inputs, cfg, device, None, progress, dist)
             rows.append({"epoch": epoch + 1, **tr, **{k: v for k, v in ev.items() if k != "per_class"}})
-            write_text(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-            torch_save({"format": "microclip-checkpoint/1", "config": cfg.to_dict(), "classes": inputs.classes,
-                        "trainable": trainable_state(model), "w_llm": model.w_llm.cpu(),
-                        "optimizer": opt.state_dict(), "marginal": marginal.state_dict(), "epoch": epoch + 1,
-                        "metrics": rows, "rng": _rng_state()}, ck_path)
-            if progress: print(f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['loss']:.3f}  "
-                               f"PL acc {tr['pl_acc_dka']:.1f}%  test top-1 {ev['top1']:.2f}%", flush=True)
+            if write:
+                write_text(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+                torch_save({"format": "microclip-checkpoint/1", "config": cfg.to_dict(), "classes": inputs.classes,
+                            "trainable": trainable_state(model), "w_llm": model.w_llm.cpu(),
+                            "optimizer": opt.state_dict(), "marginal": marginal.state_dict(), "epoch": epoch + 1,
+                            "metrics": rows, "rng": _rng_state()}, ck_path)
+            if progress and dist.main: print(f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['loss']:.3f}  "
+                                             f"PL acc {tr['pl_acc_dka']:.1f}%  test top-1 {ev['top1']:.2f}%", flush=True)
             if stop_after is not None and epoch + 1 >= stop_after: return {"stopped_after": epoch + 1}
     except Exception as e:  # record why the run stopped; the last good checkpoint stays
-        write_json(run / "error.json", {"error": f"{type(e).__name__}: {e}", "completed_epochs": len(rows) - 1})
+        if write: write_json(run / "error.json", {"error": f"{type(e).__name__}: {e}", "completed_epochs": len(rows) - 1})
         raise
-    if start >= cfg.epochs: ev = _evaluate(model, inputs, cfg, device, None, progress)
+    if start >= cfg.epochs: ev = _evaluate(model, inputs, cfg, device, None, progress, dist)
     final = {"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed, "run": str(run),
              "zeroshot": rows[0].get("zeroshot", {}), **{k: v for k, v in ev.items()}}
-    write_json(run / "final.json", final)
+    if write: write_json(run / "final.json", final)
     return final
 
-# %% ../nbs/11_train.ipynb #c023
+# %% ../nbs/11_train.ipynb #c040
 def load_model(ckpt_path, device="auto", image_size=None) -> tuple:
     "(model, checkpoint dict) from a microclip checkpoint file."
     p = Path(ckpt_path)
