@@ -5,7 +5,7 @@ VENV_STAMP := .venv/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install test test-slow sync-check export clean-nbs demo pretrain microworld study report bench docs
+.PHONY: help install test test-slow sync-check export clean-nbs demo pretrain study report bench docs docs-check
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,3 +45,25 @@ pretrain: $(VENV_STAMP)  ## pretrain the tiny CLIP (≈25 min on 2 cores) and pu
 
 demo: $(VENV_STAMP)  ## the microworld study end to end (cached steps are skipped) → reports/microworld
 	.venv/bin/microclip demo
+
+# The study (nbs/17_study.ipynb, 18_reports, 19_docs). Example: make study DATASETS="flowers dtd" SEEDS="0 1 2" CONFIG=ours_vit_b_32_cupl_proto
+DATASETS ?= microworld
+SEEDS ?= 0 1 2
+EXPERIMENTS ?= zeroshot adapt ablations
+# the tiny-CLIP recipe for the microworld alone, the released defaults otherwise
+CONFIG ?= $(if $(filter-out microworld,$(DATASETS)),default,microworld)
+EXECUTOR ?= local
+SET ?=
+
+study: $(VENV_STAMP)  ## papermill runs into runs/: DATASETS=.. SEEDS=.. [EXPERIMENTS=zeroshot adapt ablations] [CONFIG=..] [EXECUTOR=local|slurm] [SET="k=v .."]
+	.venv/bin/microclip study --datasets $(DATASETS) --seeds $(SEEDS) --experiment $(EXPERIMENTS) --train-config $(CONFIG) \
+	  --executor $(EXECUTOR) $(if $(strip $(SET)),--set $(SET),)
+
+report: $(VENV_STAMP)  ## tables, figures and reports/README.md from the finished runs in runs/ (seconds)
+	.venv/bin/microclip report
+
+docs: $(VENV_STAMP)  ## docs site from the executed notebooks, README and reports → site/index.html (minutes)
+	$(PY) -c "from microclip.docs import build_docs; print(build_docs() / 'index.html')"
+
+docs-check: $(VENV_STAMP)  ## build one page and screenshot it in headless Chromium → site/screenshot.png
+	$(PY) -c "from microclip.docs import build_docs, screenshot; s = build_docs(['18_reports']); print(screenshot(s / '18_reports' / 'index.html', s / 'screenshot.png'))"

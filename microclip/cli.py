@@ -11,7 +11,7 @@ from .core import MicroclipError, get_device, load_config, parse_overrides
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_train', 'cmd_evaluate', 'cmd_predict', 'cmd_data', 'cmd_descriptions', 'cmd_demo',
-           'cmd_pretrain', 'main']
+           'cmd_pretrain', 'cmd_study', 'cmd_report', 'main']
 
 # %% ../nbs/12_cli.ipynb #c005
 def _add_common(p):
@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     pt = sub.add_parser("pretrain", help="pretrain the tiny CLIP on the microworld caption stream and publish it to data/pretrained")
     pt.add_argument("--run-dir", default=None, help="pretraining run folder (default: data/pretrain-runs/microworld)")
+    from microclip.study import add_study_args
+    from microclip.reports import add_report_args
+    add_study_args(sub.add_parser("study", help="run the experiment notebooks (papermill) for datasets × seeds into run folders, locally or one SLURM job per run"))
+    add_report_args(sub.add_parser("report", help="tables, figures and reports/README.md from the finished run folders"))
     return ap
 
 # %% ../nbs/12_cli.ipynb #c007
@@ -132,9 +136,18 @@ def cmd_pretrain(a) -> str:
     tinyclip.pretrain(run)
     return f"published {tinyclip.publish(run)}"
 
+def cmd_study(a) -> str:
+    from microclip.study import study_from_args
+    return study_from_args(a)
+
+def cmd_report(a) -> str:
+    from microclip.reports import report_from_args
+    return report_from_args(a)
+
 # %% ../nbs/12_cli.ipynb #c011
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "data": cmd_data,
-            "descriptions": cmd_descriptions, "demo": cmd_demo, "pretrain": cmd_pretrain}
+            "descriptions": cmd_descriptions, "demo": cmd_demo, "pretrain": cmd_pretrain,
+            "study": cmd_study, "report": cmd_report}
 
 def main(argv=None) -> int:
     "Entry point of the `microclip` console script."
