@@ -136,10 +136,10 @@ def crf_refine(image, mask_grid, gt_prob: float = 0.7, n_iter: int = 5, sxy_gaus
     "Refine a token mask (h, w) bool with a dense CRF on `image` (H, W, 3) uint8 → (H, W) bool numpy array."
     import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_labels
-    img = np.ascontiguousarray(np.asarray(image), dtype=np.uint8)
+    img = np.array(image, dtype=np.uint8, order="C", copy=True)   # pydensecrf needs a writable buffer (PIL arrays are read-only)
     if img.ndim != 3 or img.shape[2] != 3: raise MicroclipError(f"crf_refine needs an (H, W, 3) uint8 image, got {img.shape}")
     H, W = img.shape[:2]
-    grid = torch.as_tensor(np.asarray(mask_grid)).bool()
+    grid = torch.as_tensor(np.array(mask_grid, copy=True)).bool()
     labels = mask_to_image(grid.flatten(), tuple(grid.shape), (H, W)).numpy().astype(np.int32)
     crf = dcrf.DenseCRF2D(W, H, 2)
     crf.setUnaryEnergy(unary_from_labels(labels, 2, gt_prob=gt_prob, zero_unsure=False))
