@@ -27,10 +27,10 @@ __all__ = ['reference_passes', 'step_parts', 'peak_memory_mb', 'synthetic_folder
 def _sync(device):
     if device.type == "cuda": torch.cuda.synchronize(device)
 
-def _timed(fn, device) -> float:
-    "Wall-clock seconds of `fn()`, waiting for the device before and after."
-    _sync(device); t0 = time.perf_counter(); fn(); _sync(device)
-    return time.perf_counter() - t0
+def _timed(fn, device) -> tuple[float, float]:
+    "(wall-clock, process CPU) seconds of `fn()`, waiting for the device before and after."
+    _sync(device); t0, c0 = time.perf_counter(), time.process_time(); fn(); _sync(device)
+    return time.perf_counter() - t0, time.process_time() - c0
 
 def reference_passes(bb: Backbone, weak, strong, crops) -> None:
     "The unavoidable encoder work of one step: weak + K crop passes without grad, strong forward/backward."
@@ -137,12 +137,13 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     bb, data = model.backbone, _batch(model.backbone, batch, n_crops)
     w, s, c = (normalize_views(x.to(dev), bb.mean, bb.std) for x in data[0])
     opt = torch.optim.AdamW([p for _, p in model.trainable_parameters()], lr=1e-6)  # tiny lr: the batch stays meaningful
-    ref_t, step_t = [], []
+    ref_t, step_t, ref_c, step_c = [], [], [], []
     for r in range(warmup + steps):
-        tr = _timed(lambda: reference_passes(bb, w, s, c), dev)
-        ts = _timed(lambda: train_step(model, data, opt, RunningMarginal(), cfg, cfg.gamma, dev), dev)
-        if progress: print(f"round {r + 1}/{warmup + steps}: step {ts:.2f}s, reference passes {tr:.2f}s", flush=True)
-        if r >= warmup: ref_t.append(tr); step_t.append(ts)
+        tr, cr = _timed(lambda: reference_passes(bb, w, s, c), dev)
+        ts, cs = _timed(lambda: train_step(model, data, opt, RunningMarginal(), cfg, cfg.gamma, dev), dev)
+        if progress: print(f"round {r + 1}/{warmup + steps}: step {ts:.2f}s, reference passes {tr:.2f}s "
+                           f"(CPU time {cs:.2f}s / {cr:.2f}s)", flush=True)
+        if r >= warmup: ref_t.append(tr); step_t.append(ts); ref_c.append(cr); step_c.append(cs)
     parts = step_parts(model, data, opt, cfg, dev)
     with tempfile.TemporaryDirectory() as tmp:
         ds = synthetic_folder(tmp, n=batch * (loader_batches + 1), size=tuple(source_size))
@@ -151,9 +152,11 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     ctx = _context(backbone, batch, dev, bb.image_size, workers, n_crops)
     summary = {**ctx, "step_seconds": step, "step_images_per_s": batch / step, "reference_seconds": ref,
                "overhead_ratio": statistics.median(a / b for a, b in zip(step_t, ref_t)),
+               "overhead_ratio_cpu": statistics.median(a / b for a, b in zip(step_c, ref_c)) if dev.type == "cpu" else None,
                "loader_images_per_s": load_ips, "loader_ratio": load_ips / (batch / step),
                "peak_memory_mb": peak_memory_mb(dev), "rounds": steps, "step_seconds_all": step_t,
-               "reference_seconds_all": ref_t, "parts_seconds": parts}
+               "reference_seconds_all": ref_t, "step_cpu_seconds_all": step_c, "reference_cpu_seconds_all": ref_c,
+               "parts_seconds": parts}
     rows = [{**ctx, "measure": "train step", "seconds": step, "images_per_s": batch / step},
             {**ctx, "measure": "reference passes (1 weak + K crops no-grad, strong fwd/bwd)", "seconds": ref,
              "images_per_s": batch / ref},
