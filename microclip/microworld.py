@@ -65,6 +65,7 @@ class Nuisance:
     p_occlusion: float = 0.3           # probability that leaves are drawn over the bird
     occluder_size: tuple = (5.0, 9.0)  # leaf half-length in px
     brightness: tuple = (0.7, 1.25)    # global gain
+    contrast: tuple = (1.0, 1.0)       # contrast factor about the image mean (< 1: hazy, washed out)
     colour_cast: float = 0.12          # per-channel gain jitter (±)
     noise: float = 6.0                 # Gaussian pixel noise (std, 0..255 scale)
 
@@ -152,7 +153,7 @@ def render(attrs: dict, rng: np.random.Generator, size: int = 64, nz: Nuisance =
     flip = rng.random() < 0.5
     R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]]) * s
     if flip: R = R @ np.diag([-1.0, 1.0])
-    half = 28 * s                                                     # keep the whole bird on the canvas
+    half = 28 * s                                                     # keep (nearly) the whole bird on the canvas
     t = rng.uniform(half, S - half, 2) if S > 2 * half else np.full(2, S / 2)
     body = list(BODY_COLOURS)[rng.integers(len(BODY_COLOURS))]
     for poly, rgb, lab in body_plan(attrs, BODY_COLOURS[body]):
@@ -166,6 +167,8 @@ def render(attrs: dict, rng: np.random.Generator, size: int = 64, nz: Nuisance =
             g = (int(rng.integers(30, 80)), int(rng.integers(100, 160)), int(rng.integers(30, 70)))
             draw.polygon(pts, fill=g); ldraw.polygon(pts, fill=0)
     img = np.asarray(canvas.reduce(2), float)
+    if tuple(nz.contrast) != (1.0, 1.0):                              # drawn only when on: existing streams unchanged
+        img = img.mean((0, 1)) + rng.uniform(*nz.contrast) * (img - img.mean((0, 1)))
     img = img * rng.uniform(*nz.brightness) * (1 + rng.uniform(-nz.colour_cast, nz.colour_cast, 3))
     img = img + rng.normal(0, nz.noise, img.shape)
     visible = np.bincount(np.asarray(labels).ravel(), minlength=7)
@@ -173,7 +176,7 @@ def render(attrs: dict, rng: np.random.Generator, size: int = 64, nz: Nuisance =
                 parts_visible=round(float(visible[2:].sum() / max(1, full[2:].sum())), 3))
     return np.clip(img, 0, 255).round().astype(np.uint8), np.asarray(labels.resize((size, size), Image.NEAREST)), info
 
-# %% ../nbs/13_microworld.ipynb #c022
+# %% ../nbs/13_microworld.ipynb #c024
 def _an(p: str) -> str: return "an" + p[1:] if p[:2] == "a " and p[2] in "aeiou" else p
 
 def part_phrase(attr: str, value: str, rng: np.random.Generator, shape: str | None = None) -> str:
@@ -190,11 +193,11 @@ def join_phrases(ps: list[str]) -> str:
     "'x', 'x and y', 'x, y and z'."
     return ps[0] if len(ps) == 1 else ", ".join(ps[:-1]) + " and " + ps[-1]
 
-# %% ../nbs/13_microworld.ipynb #c025
+# %% ../nbs/13_microworld.ipynb #c027
 TEMPLATES = ("a photo of a {}, a type of bird.", "a photo of the {}, a small bird.",
              "a close-up photo of a {}.", "a blurry photo of a {}, a type of bird.")
 
-# %% ../nbs/13_microworld.ipynb #c027
+# %% ../nbs/13_microworld.ipynb #c029
 _NAME_FORMS = ("a photo of a {}.", "a {} perched in the open.", "the {}.", "a {} in the wild.",
                "a picture of a {}, a small bird.", "{}")
 _ATTR_FORMS = ("a bird with {}.", "a small bird with {}.", "a {body} bird with {}.", "this bird has {}.",
@@ -215,7 +218,7 @@ def caption(attrs: dict, rng: np.random.Generator, name: str | None = None, body
     form = _ATTR_FORMS[rng.integers(len(_ATTR_FORMS))]
     return form.replace("{body}", body or "small").format(join_phrases(ps))
 
-# %% ../nbs/13_microworld.ipynb #c030
+# %% ../nbs/13_microworld.ipynb #c032
 def corpus_item(rng: np.random.Generator, size: int = 64, nz: Nuisance = PRETRAIN, p_species: float = 0.5):
     "One (image uint8 (size,size,3), caption) pair of the pretraining distribution."
     if rng.random() < p_species:
@@ -234,7 +237,7 @@ def corpus_batch(seed: int, step: int, batch_size: int = 64, size: int = 64, nz:
     items = [corpus_item(rng, size, nz, p_species) for _ in range(batch_size)]
     return np.stack([i for i, _ in items]), [c for _, c in items]
 
-# %% ../nbs/13_microworld.ipynb #c033
+# %% ../nbs/13_microworld.ipynb #c035
 _DESC_FORMS = ("The {name} has {p}.", "A {name} can be recognised by {p}.", "The {name} is a small bird with {p}.",
                "Look for {p} to identify the {name}.", "A small songbird with {p}.", "{P} mark the {name}.")
 _GENERIC = ("The {name} is a small songbird.", "The {name} has a rounded body, a short tail and thin legs.",
@@ -264,7 +267,7 @@ def make_descriptions(seed: int = 0, n: int = 20) -> dict[str, list[str]]:
     "Descriptions for every species, deterministic from `seed`."
     return {name: describe(name, np.random.default_rng([seed, i, 11]), n) for i, name in enumerate(SPECIES_NAMES)}
 
-# %% ../nbs/13_microworld.ipynb #c036
+# %% ../nbs/13_microworld.ipynb #c038
 GENERATOR_VERSION = 1
 SPLITS = ("train", "test")
 
@@ -281,7 +284,7 @@ def _draw_class(args):
         rows.append(dict(split=split, label=ci, file=rel, **info))
     return rows
 
-# %% ../nbs/13_microworld.ipynb #c037
+# %% ../nbs/13_microworld.ipynb #c039
 def _meta(seed, n_train, n_test, image_size, nz):
     return dict(generator_version=GENERATOR_VERSION, seed=seed, image_size=image_size,
                 counts=dict(train=n_train, test=n_test), classes=len(SPECIES_NAMES),
@@ -294,7 +297,7 @@ def _complete(root: Path, meta: dict) -> bool:
     if json.loads(json.dumps(old.get("params"))) != json.loads(json.dumps(meta)): return False
     return all(len(list((root / s / c).glob("*.png"))) == meta["counts"][s] for s in SPLITS for c in SPECIES_NAMES)
 
-# %% ../nbs/13_microworld.ipynb #c038
+# %% ../nbs/13_microworld.ipynb #c040
 def generate_microworld(root=None, seed: int = 0, n_train: int = 100, n_test: int = 50, image_size: int = 64,
                         nuisance: Nuisance = BENCHMARK, workers: int | None = None, force: bool = False) -> Path:
     "Write the microworld benchmark to `root` (default `data_dir()/'microworld'`); skip if already there."

@@ -17,10 +17,11 @@ from .core import MicroclipError, PKG_DIR, data_dir, write_json, write_text, tor
 from . import microworld as mw
 
 # %% auto #0
-__all__ = ['MODEL_NAME', 'register_configs', 'create_tiny', 'to_input', 'clip_loss', 'lr_factor', 'param_groups', 'CaptionStream',
-           'PretrainConfig', 'export_weights', 'pretrain', 'load_split_arrays', 'image_features', 'text_features',
-           'prompt_head', 'description_head', 'linear_probe', 'attribute_zero_shot', 'error_attributes',
-           'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log', 'default_checkpoint', 'sha256', 'publish']
+__all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input', 'clip_loss', 'lr_factor', 'param_groups',
+           'CaptionStream', 'PretrainConfig', 'export_weights', 'pretrain', 'load_split_arrays', 'image_features',
+           'text_features', 'prompt_head', 'description_head', 'linear_probe', 'attribute_zero_shot',
+           'error_attributes', 'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log', 'pretrain_recipe',
+           'default_checkpoint', 'sha256', 'publish']
 
 # %% ../nbs/14_tinyclip.ipynb #c005
 MODEL_NAME = "microclip-tiny"
@@ -93,6 +94,8 @@ class PretrainConfig:
     image_size: int = 64           # must match the model config
     p_species: float = 0.5         # fraction of stream images that are species (the rest: random part mixes)
     seed: int = 0                  # model init and stream
+    init_from: str | None = None   # warm start: weights file of an earlier pretraining (stage 2); None = from scratch
+    stream_offset: int = 0         # first batch index of the stream (a warm start continues where stage 1 stopped)
 
 # %% ../nbs/14_tinyclip.ipynb #c021
 def _save_state(run: Path, model, opt, step: int, cfg: PretrainConfig):
@@ -107,7 +110,7 @@ def export_weights(model, path) -> Path:
 # %% ../nbs/14_tinyclip.ipynb #c022
 def _start(run: Path, cfg: PretrainConfig):
     "Model, optimiser and first step: fresh, or resumed from `run/state.pt` (refusing a different config)."
-    model, _ = create_tiny(seed=cfg.seed)
+    model, _ = create_tiny(pretrained=cfg.init_from, seed=cfg.seed)
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay, cfg.logit_lr), betas=(0.9, 0.98), eps=1e-6)
     old = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else None
     if old is not None and old != dataclasses.asdict(cfg):
@@ -134,7 +137,8 @@ def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, 
         return run / "microclip-tiny.pt"
     if threads or workers: torch.set_num_threads(threads or 1)   # 2 cores: 1 trains, 1 draws (else OpenMP thrashes)
     model, opt, step = _start(run, cfg)
-    stream = CaptionStream(cfg.seed, step, cfg.steps, cfg.batch_size, cfg.image_size, cfg.p_species)
+    stream = CaptionStream(cfg.seed, cfg.stream_offset + step, cfg.stream_offset + cfg.steps, cfg.batch_size,
+                           cfg.image_size, cfg.p_species)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     evaluator = _ZeroShotProbe(eval_root, model) if eval_root else None
     log = open(run / "log.tsv", "a")
@@ -298,6 +302,20 @@ def plot_log(run_dir) -> Path:
     return Path(run_dir) / "loss.png"
 
 # %% ../nbs/14_tinyclip.ipynb #c040
+RECIPE = (PretrainConfig(steps=2400),
+          PretrainConfig(steps=1600, lr=5e-4, warmup=100, stream_offset=2400))
+
+def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int = 1, threads: int | None = 1,
+                    progress: bool = True) -> Path:
+    "Run the published pretraining (`RECIPE`: stage k warm-starts from stage k-1) in `run_root/stage<k>`; returns the weights."
+    run_root = Path(run_root) if run_root is not None else data_dir() / "pretrain-runs" / MODEL_NAME
+    weights = None
+    for k, cfg in enumerate(stages, start=1):
+        if k > 1: cfg = dataclasses.replace(cfg, init_from=str(weights))
+        weights = pretrain(run_root / f"stage{k}", cfg, eval_root=eval_root, workers=workers, threads=threads, progress=progress)
+    return weights
+
+# %% ../nbs/14_tinyclip.ipynb #c043
 def default_checkpoint() -> Path:
     "Where the published tiny-CLIP weights live: `data_dir()/pretrained/microclip-tiny/microclip-tiny.pt`."
     return data_dir() / "pretrained" / MODEL_NAME / f"{MODEL_NAME}.pt"
@@ -308,7 +326,7 @@ def sha256(path) -> str:
         for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/14_tinyclip.ipynb #c041
+# %% ../nbs/14_tinyclip.ipynb #c044
 def publish(run_dir, dest=None, command: str = "make pretrain") -> Path:
     "Copy a finished run's weights, log, curve, config and diagnosis to `dest` with a manifest (sha256, command)."
     run, dest = Path(run_dir), Path(dest) if dest is not None else default_checkpoint().parent
