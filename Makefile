@@ -67,3 +67,6 @@ docs: $(VENV_STAMP)  ## docs site from the executed notebooks, README and report
 
 docs-check: $(VENV_STAMP)  ## build one page and screenshot it in headless Chromium → site/screenshot.png
 	$(PY) -c "from microclip.docs import build_docs, screenshot; s = build_docs(['18_reports']); print(screenshot(s / '18_reports' / 'index.html', s / 'screenshot.png'))"
+
+bench: $(VENV_STAMP)  ## time the training step of a random ViT-B/32 (batch 16, 224 px) → reports/bench/summary.json
+	.venv/bin/microclip bench --backbone ViT-B-32 --batch 16

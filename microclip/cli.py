@@ -11,7 +11,7 @@ from .core import MicroclipError, get_device, load_config, parse_overrides
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_train', 'cmd_evaluate', 'cmd_predict', 'cmd_data', 'cmd_descriptions', 'cmd_demo',
-           'cmd_pretrain', 'cmd_study', 'cmd_report', 'main']
+           'cmd_pretrain', 'cmd_bench', 'cmd_study', 'cmd_report', 'main']
 
 # %% ../nbs/12_cli.ipynb #c005
 def _add_common(p):
@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     pt = sub.add_parser("pretrain", help="pretrain the tiny CLIP on the microworld caption stream and publish it to data/pretrained")
     pt.add_argument("--run-dir", default=None, help="pretraining run folder (default: data/pretrain-runs/microworld)")
+    b = sub.add_parser("bench", help="time the training step, its parts, the loader and peak memory → reports/bench")
+    b.add_argument("--backbone", default="ViT-B-32", help="open_clip model name (random weights)")
+    b.add_argument("--batch", type=int, default=16)
+    b.add_argument("--image-size", type=int, default=None, help="input resolution (default: the backbone's)")
+    b.add_argument("--steps", type=int, default=3, help="timed rounds (step + reference passes each)")
+    b.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    b.add_argument("--workers", type=int, default=None, help="loader workers (default: the config default)")
+    b.add_argument("--out", default=None, help="output folder (default: reports/bench)")
+    _add_common(b)
     from microclip.study import add_study_args
     from microclip.reports import add_report_args
     add_study_args(sub.add_parser("study", help="run the experiment notebooks (papermill) for datasets × seeds into run folders, locally or one SLURM job per run"))
@@ -136,6 +145,14 @@ def cmd_pretrain(a) -> str:
     tinyclip.pretrain(run)
     return f"published {tinyclip.publish(run)}"
 
+def cmd_bench(a) -> dict:
+    from microclip.bench import run_bench
+    r = run_bench(a.backbone, a.batch, a.image_size, a.device or "auto", steps=a.steps, warmup=a.warmup,
+                  workers=a.workers, out=a.out)
+    keys = ("backbone", "batch", "device", "step_images_per_s", "overhead_ratio", "overhead_ratio_cpu",
+            "loader_ratio", "peak_memory_mb")
+    return {k: r[k] for k in keys}
+
 def cmd_study(a) -> str:
     from microclip.study import study_from_args
     return study_from_args(a)
@@ -147,7 +164,7 @@ def cmd_report(a) -> str:
 # %% ../nbs/12_cli.ipynb #c011
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "data": cmd_data,
             "descriptions": cmd_descriptions, "demo": cmd_demo, "pretrain": cmd_pretrain,
-            "study": cmd_study, "report": cmd_report}
+            "study": cmd_study, "report": cmd_report, "bench": cmd_bench}
 
 def main(argv=None) -> int:
     "Entry point of the `microclip` console script."
@@ -159,3 +176,7 @@ def main(argv=None) -> int:
     if isinstance(out, dict): print(json.dumps(out, indent=1))
     elif out: print(out)
     return 0
+
+# %% ../nbs/12_cli.ipynb #c012
+#| eval: false
+if __name__ == "__main__": sys.exit(main())   # also `torchrun -m microclip.cli train ...`
