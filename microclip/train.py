@@ -26,9 +26,9 @@ from .model import MicroCLIP, build_heads, build_model
 from .views import SeededSamples, TrainViews, eval_transform, normalize_views
 
 # %% auto #0
-__all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'run_name', 'default_run_dir', 'environment', 'trainable_state',
-           'load_trainable', 'Dist', 'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients',
-           'train_step', 'compile_blocks', 'train', 'load_model']
+__all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'run_name', 'dataset_folder', 'default_run_dir', 'environment',
+           'trainable_state', 'load_trainable', 'Dist', 'init_distributed', 'GlobalBatches', 'ShardedMarginal',
+           'average_gradients', 'train_step', 'compile_blocks', 'train', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -75,9 +75,13 @@ def prepare(cfg: Config) -> Inputs:
 def run_name(cfg: Config) -> str:
     return f"{cfg.method}-{cfg.backbone}-s{cfg.seed}-{config_hash(cfg)}"
 
+def dataset_folder(dataset: str) -> str:
+    "The runs sub-folder of a dataset: its registered name, or the last component of a custom dataset's path."
+    return Path(dataset).name if ("/" in dataset or os.sep in dataset) else dataset
+
 def default_run_dir(cfg: Config) -> Path:
     "`runs_dir()/<dataset>/<method>-<backbone>-s<seed>-<config hash>`"
-    return runs_dir() / cfg.dataset / run_name(cfg)
+    return runs_dir() / dataset_folder(cfg.dataset) / run_name(cfg)
 
 def environment(device) -> dict:
     "What produced a run: versions, device, threads, git commit."
