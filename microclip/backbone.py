@@ -193,8 +193,8 @@ def project(self: Backbone, x: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/01_backbone.ipynb #c038
 @patch
-def encode_text(self: Backbone, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-    "Normalised CLIP text embeddings (n, d) on the model's device; no gradient."
+def encode_text(self: Backbone, texts: list[str], batch_size: int = 256, normalize: bool = True) -> torch.Tensor:
+    "CLIP text embeddings (n, d) on the model's device, L2-normalised unless `normalize=False`; no gradient."
     if self.tokenizer is None: raise MicroclipError("this Backbone was built without a tokenizer; use Backbone.from_name")
     if isinstance(texts, str): texts = [texts]
     dev = self.clip.visual.proj.device
@@ -203,7 +203,7 @@ def encode_text(self: Backbone, texts: list[str], batch_size: int = 256) -> torc
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
             tok = self.tokenizer(list(texts[i:i + batch_size])).to(dev)
-            out.append(self.clip.encode_text(tok, normalize=True))
+            out.append(self.clip.encode_text(tok, normalize=normalize))
     return torch.cat(out)
 
 # %% ../nbs/01_backbone.ipynb #c041

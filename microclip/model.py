@@ -4,6 +4,7 @@
 
 # %% ../nbs/06_model.ipynb #c002
 from __future__ import annotations
+import functools
 from typing import NamedTuple
 import torch
 import torch.nn as nn
@@ -96,7 +97,9 @@ def build_heads(backbone: Backbone, classes: list[str], descriptions: dict, temp
                 hand_norm: str = "per_template") -> dict:
     "Zero-shot heads (C, d) from text: {'hand-crafted', 'description mean', 'frozen LLM head'}."
     enc = backbone.encode_text
-    w_hand = hand_crafted_head(enc, classes, templates, norm=hand_norm)
+    # the released Frobenius variant averages *raw* template embeddings (notebook 03); per-template normalises each
+    raw = functools.partial(backbone.encode_text, normalize=False) if hand_norm == "frobenius" else enc
+    w_hand = hand_crafted_head(raw, classes, templates, norm=hand_norm)
     emb, valid = encode_descriptions(enc, descriptions, classes)
     return {"hand-crafted": w_hand, "description mean": mean_head(emb, valid),
             "frozen LLM head": frozen_llm_head(emb, valid, w_hand)}
