@@ -56,7 +56,7 @@ SPECIES = make_species()
 # %% ../nbs/13_microworld.ipynb #c011
 @dataclass(frozen=True)
 class Nuisance:
-    scale: tuple = (0.55, 0.95)        # bird size relative to the canonical 64 px bird (1 = 53 px long)
+    scale: tuple = (0.7, 1.05)         # bird size relative to the canonical 64 px bird (1 = 53 px long)
     max_rotation: float = 20.0         # pose: uniform rotation in degrees, ± this (plus a random flip)
     p_texture: float = 1.0             # probability of a textured (stripes/blobs/noise) background
     texture_strength: float = 1.0      # amplitude of the background texture (0..1)
@@ -64,14 +64,15 @@ class Nuisance:
     distractor_size: tuple = (2.5, 6.0)  # their radius in px (parts are 3–6 px in radius)
     p_occlusion: float = 0.3           # probability that leaves are drawn over the bird
     occluder_size: tuple = (5.0, 9.0)  # leaf half-length in px
-    brightness: tuple = (0.7, 1.25)    # global gain
-    contrast: tuple = (1.0, 1.0)       # contrast factor about the image mean (< 1: hazy, washed out)
-    colour_cast: float = 0.12          # per-channel gain jitter (±)
+    brightness: tuple = (0.7, 1.1)     # global gain
+    contrast: tuple = (0.55, 0.9)      # contrast factor about the image mean (< 1: hazy, washed out)
+    colour_cast: float = 0.15          # per-channel gain jitter (±)
     noise: float = 6.0                 # Gaussian pixel noise (std, 0..255 scale)
 
 BENCHMARK = Nuisance()
 PRETRAIN = Nuisance(scale=(0.7, 1.05), max_rotation=12.0, p_texture=0.5, texture_strength=0.6,
-                    distractors=(0, 4), p_occlusion=0.0, brightness=(0.85, 1.15), colour_cast=0.06, noise=3.0)
+                    distractors=(0, 4), p_occlusion=0.0, brightness=(0.85, 1.15), contrast=(1.0, 1.0),
+                    colour_cast=0.06, noise=3.0)
 
 # %% ../nbs/13_microworld.ipynb #c013
 def _ellipse(cx, cy, rx, ry, n=20):
@@ -298,7 +299,7 @@ def _complete(root: Path, meta: dict) -> bool:
     return all(len(list((root / s / c).glob("*.png"))) == meta["counts"][s] for s in SPLITS for c in SPECIES_NAMES)
 
 # %% ../nbs/13_microworld.ipynb #c040
-def generate_microworld(root=None, seed: int = 0, n_train: int = 100, n_test: int = 50, image_size: int = 64,
+def generate_microworld(root=None, seed: int = 0, n_train: int = 150, n_test: int = 50, image_size: int = 64,
                         nuisance: Nuisance = BENCHMARK, workers: int | None = None, force: bool = False) -> Path:
     "Write the microworld benchmark to `root` (default `data_dir()/'microworld'`); skip if already there."
     root = Path(root) if root is not None else data_dir() / "microworld"
