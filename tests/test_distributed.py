@@ -4,14 +4,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from microclip.core import load_config
 from microclip.train import train
 
-CLASSES = ["red square", "blue disk", "green bar"]
+from conftest import COLOUR_CLASSES as CLASSES
 # global batch 6 = 2 processes × 3 images; 18 training images → 3 steps per epoch; 9 test images
 OVERRIDES = {"backbone": "microclip-tiny", "pretrained": None, "epochs": 2, "batch_size": 6, "n_crops": 2,
              "workers": 0, "eval_batch_size": 4, "device": "cpu"}
@@ -23,21 +21,6 @@ over, run, stop = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 train(load_config("default", over), run_dir=run, progress=False, stop_after=stop)
 """
 
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("custom")
-    rng = np.random.default_rng(0)
-    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    for split, n in (("train", 6), ("test", 3)):
-        for i, c in enumerate(CLASSES):
-            (root / split / c).mkdir(parents=True)
-            for k in range(n):
-                img = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
-                img[10:30, 10:30] = [(220, 30, 30), (30, 30, 220), (30, 200, 30)][i]
-                Image.fromarray(img).save(root / split / c / f"{k}.png")
-    (root / "descriptions.json").write_text(json.dumps({c: [f"a photo of a {c}.", f"a {c}."] for c in CLASSES}))
-    return root
 
 
 def torchrun(tmp_path, over, run, stop=None, nproc=2):

@@ -1,41 +1,14 @@
 """End-to-end: train → evaluate → predict on a generated custom image folder with a random-weight tiny CLIP."""
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from microclip.cli import main
 from microclip.core import load_config
 from microclip.train import train
 
-CLASSES = ["red square", "blue disk", "green bar"]
-
-
-def _draw(label, rng, size):
-    img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-    a, b = size // 4, 3 * size // 4
-    colour = [(220, 30, 30), (30, 30, 220), (30, 200, 30)][label]
-    img[a:b, a:b] = colour
-    return Image.fromarray(img)
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("custom")
-    rng = np.random.default_rng(0)
-    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    for split, n in (("train", 6), ("test", 3)):
-        for i, c in enumerate(CLASSES):
-            d = root / split / c
-            d.mkdir(parents=True)
-            for k in range(n):
-                _draw(i, rng, 40).save(d / f"{k}.png")
-    desc = {c: [f"a photo of a {c}.", f"a {c} on a dark background.", f"something that looks like a {c}."] for c in CLASSES}
-    (root / "descriptions.json").write_text(json.dumps(desc))
-    return root
-
+from conftest import COLOUR_CLASSES as CLASSES
 
 TINY = ["backbone=microclip-tiny", "pretrained=", "epochs=2", "batch_size=6", "n_crops=2", "workers=0",
         "eval_batch_size=9", "device=cpu"]
