@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="the microworld study: world, tiny CLIP, zero-shot, adaptation, saliency → reports/microworld")
     dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     pt = sub.add_parser("pretrain", help="pretrain the tiny CLIP on the microworld caption stream and publish it to data/pretrained")
-    pt.add_argument("--run-dir", default=None, help="pretraining run folder (default: data/pretrain-runs/microworld)")
+    pt.add_argument("--run-dir", default=None, help="pretraining runs folder (default: data/pretrain-runs/microclip-tiny)")
     b = sub.add_parser("bench", help="time the training step, its parts, the loader and peak memory → reports/bench")
     b.add_argument("--backbone", default="ViT-B-32", help="open_clip model name (random weights)")
     b.add_argument("--batch", type=int, default=16)
@@ -140,10 +140,8 @@ def cmd_demo(a) -> dict:
 
 def cmd_pretrain(a) -> str:
     from microclip import tinyclip
-    from microclip.core import data_dir
-    run = Path(a.run_dir) if a.run_dir else data_dir() / "pretrain-runs" / "microworld"
-    tinyclip.pretrain(run)
-    return f"published {tinyclip.publish(run)}"
+    weights = tinyclip.pretrain_recipe(a.run_dir)                # both stages of the published recipe, resumable
+    return f"published {tinyclip.publish(weights.parent, command='make pretrain')}"
 
 def cmd_bench(a) -> dict:
     from microclip.bench import run_bench

@@ -30,9 +30,8 @@ def ensure_tiny_clip(progress: bool = True) -> Path:
     "The tiny CLIP's weights: the shipped/cached file, else pretrain it (`make pretrain`, ≈ 25 min on 2 cores)."
     try: return project_weights("microclip-tiny", "microworld")
     except MicroclipError: pass
-    run = data_dir() / "pretrain-runs" / "microworld"
-    tinyclip.pretrain(run, progress=progress)
-    return tinyclip.publish(run)
+    weights = tinyclip.pretrain_recipe(progress=progress)      # the published two-stage recipe, resumable
+    return tinyclip.publish(weights.parent, command="make pretrain")
 
 # %% ../nbs/16_demo.ipynb #c007
 def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | None = None,
