@@ -156,7 +156,7 @@ def _mw_overrides():
         weights = "microworld"
     except MicroclipError:                # before the tiny CLIP is published: same code path, random weights
         weights = None
-    return {"dataset": "microworld", "pretrained": weights, "max_per_class": 4, "epochs": 2, "batch_size": 16,
+    return {"dataset": "microworld", "pretrained": weights, "max_per_class": 6, "epochs": 3, "batch_size": 16,
             "n_crops": 2, "workers": 0, "device": "cpu", "eval_batch_size": 100}
 
 
@@ -175,9 +175,8 @@ def test_microworld_kill_and_resume_matches_uninterrupted(microworld, tmp_path):
     while not (run / "checkpoint.pt").exists():
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.time() < deadline
-        time.sleep(0.2)
-    time.sleep(1.5)                                                          # into epoch 2
-    proc.send_signal(signal.SIGKILL)
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)                                         # epoch 1 saved, epoch 2 under way
     proc.wait()
     assert not (run / "final.json").exists()
     resumed = train(cfg, run_dir=run, progress=False)
