@@ -143,7 +143,7 @@ class Config:
     seed: int = 0                      # seeds data order, augmentations and learnable inits
     device: str = "auto"               # "auto", "cpu", "cuda", "cuda:N"
     amp: str = "off"                   # "off" or "bf16" autocast (GPU users)
-    compile: bool = False              # torch.compile the student forward (GPU users)
+    compile: bool = False              # torch.compile every transformer block (GPU users)
 
 # %% ../nbs/00_core.ipynb #c019
 CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "linear"),
