@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .core import MicroclipError, PKG_DIR, data_dir, write_json, write_text, torch_save
 from . import microworld as mw
+from .heads import encode_descriptions, hand_crafted_head, mean_head
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input', 'clip_loss', 'lr_factor', 'param_groups',
@@ -195,13 +196,12 @@ def text_features(model, tok, texts: list[str]) -> torch.Tensor:
 
 # %% ../nbs/14_tinyclip.ipynb #c026
 def prompt_head(model, tok, classnames, templates) -> torch.Tensor:
-    "Hand-crafted class embeddings (C, d): per-template normalised, averaged, renormalised."
-    e = text_features(model, tok, [t.format(c) for c in classnames for t in templates]).view(len(classnames), len(templates), -1)
-    return F.normalize(e.mean(1), dim=-1)
+    "Hand-crafted class embeddings (C, d): the method's `hand_crafted_head` on this model's text tower."
+    return hand_crafted_head(lambda texts: text_features(model, tok, texts), classnames, templates)
 
 def description_head(model, tok, descriptions: dict, classnames) -> torch.Tensor:
-    "CuPL prototype (C, d): mean of each class's normalised description embeddings, renormalised."
-    return F.normalize(torch.stack([text_features(model, tok, descriptions[c]).mean(0) for c in classnames]), dim=-1)
+    "CuPL prototype (C, d): the method's `mean_head` of the encoded descriptions."
+    return mean_head(*encode_descriptions(lambda texts: text_features(model, tok, texts), descriptions, classnames))
 
 # %% ../nbs/14_tinyclip.ipynb #c027
 def linear_probe(ftr, ytr, fte, yte, epochs: int = 200, wd: float = 1e-3, seed: int = 0) -> float:
