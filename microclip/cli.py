@@ -140,8 +140,10 @@ def cmd_demo(a) -> dict:
 
 def cmd_pretrain(a) -> str:
     from microclip import tinyclip
-    weights = tinyclip.pretrain_recipe(a.run_dir)                # both stages of the published recipe, resumable
-    return f"published {tinyclip.publish(weights.parent, command='make pretrain')}"
+    from microclip.microworld import generate_microworld
+    weights = tinyclip.pretrain_recipe(a.run_dir)                # the published recipe (tinyclip.RECIPE), resumable
+    root = generate_microworld()                                 # the benchmark the published diagnosis is measured on
+    return f"published {tinyclip.publish(weights.parent, command='make pretrain', diagnose_root=root)}"
 
 def cmd_bench(a) -> dict:
     from microclip.bench import run_bench

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from .core import (Config, MicroclipError, check_choice, config_hash, load_config, parse_overrides,
                             project_root, runs_dir, write_json, write_text)
-from .train import dataset_folder, default_run_dir
+from .train import dataset_folder, default_run_dir, run_hash
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'ABLATIONS', 'ZEROSHOT_FIELDS', 'EXECUTORS', 'experiment_notebook', 'zeroshot_run_dir',
@@ -41,7 +41,7 @@ def experiment_notebook(experiment: str) -> Path:
 def zeroshot_run_dir(cfg: Config) -> Path:
     "`runs_dir()/<dataset>/zeroshot-<backbone>-<hash of the zero-shot settings>`"
     ignore = tuple(f for f in cfg.to_dict() if f not in ZEROSHOT_FIELDS)
-    return runs_dir() / dataset_folder(cfg.dataset) / f"zeroshot-{cfg.backbone}-{config_hash(cfg, ignore=ignore)}"
+    return runs_dir() / dataset_folder(cfg.dataset) / f"zeroshot-{cfg.backbone}-{run_hash(cfg, ignore=ignore)}"
 
 def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
     "Top-1 of the zero-shot heads on the test split; writes config, env, metrics and final.json to the run folder."

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .core import MicroclipError, PKG_DIR, data_dir, write_json, write_text, torch_save
 from . import microworld as mw
 from .heads import encode_descriptions, hand_crafted_head, mean_head
+from .backbone import Backbone
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input', 'clip_loss', 'lr_factor', 'param_groups',
@@ -86,7 +87,7 @@ class CaptionStream(torch.utils.data.IterableDataset):
 # %% ../nbs/14_tinyclip.ipynb #c020
 @dataclass
 class PretrainConfig:
-    steps: int = 2400              # optimiser updates (stage 1 of `RECIPE`: ≈ 23 min on 2 idle CPU cores)
+    steps: int = 3200              # optimiser updates (`RECIPE`: ≈ 29 min on 2 idle CPU cores)
     batch_size: int = 64           # pairs per update
     lr: float = 1e-3               # peak learning rate
     logit_lr: float = 1e-2         # learning rate of the temperature ℓ
@@ -97,6 +98,7 @@ class PretrainConfig:
     seed: int = 0                  # model init and stream
     init_from: str | None = None   # warm start: weights file of an earlier pretraining (stage 2); None = from scratch
     stream_offset: int = 0         # first batch index of the stream (a warm start continues where stage 1 stopped)
+    vv_weight: float = 1.0         # λ of the second CLIP loss on the pooled value-value patch tokens (0: plain CLIP)
 
 # %% ../nbs/14_tinyclip.ipynb #c021
 def _save_state(run: Path, model, opt, step: int, cfg: PretrainConfig):
@@ -127,6 +129,13 @@ def _start(run: Path, cfg: PretrainConfig):
     return model, opt, st["step"]
 
 # %% ../nbs/14_tinyclip.ipynb #c023
+def _image_embeddings(model, bb: Backbone | None, x: torch.Tensor):
+    "CLIP's image embedding (B, d) and, with a `Backbone`, the embedding of the mean value-value patch token (else None)."
+    if bb is None: return model.encode_image(x, normalize=True), None
+    out = bb(x, patches=True)
+    return out.g, F.normalize(bb.project(out.patches.mean(1)), dim=-1)
+
+# %% ../nbs/14_tinyclip.ipynb #c024
 def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, log_every: int = 20,
              eval_root=None, eval_every: int = 400, workers: int = 1, threads: int | None = None, progress: bool = True,
              stop_at: int | None = None) -> Path | None:
@@ -136,8 +145,9 @@ def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, 
     if (run / "microclip-tiny.pt").exists() and (run / "config.json").exists() and \
             json.loads((run / "config.json").read_text()) == dataclasses.asdict(cfg):
         return run / "microclip-tiny.pt"
-    if threads or workers: torch.set_num_threads(threads or 1)   # 2 cores: 1 trains, 1 draws (else OpenMP thrashes)
+    if threads or workers: torch.set_num_threads(threads or 1)
     model, opt, step = _start(run, cfg)
+    bb = Backbone(model) if cfg.vv_weight else None
     stream = CaptionStream(cfg.seed, cfg.stream_offset + step, cfg.stream_offset + cfg.steps, cfg.batch_size,
                            cfg.image_size, cfg.p_species)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
@@ -148,8 +158,10 @@ def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, 
     model.train()
     for imgs, toks in tqdm(loader, total=cfg.steps - step, desc="pretrain", disable=not progress):
         for g, base in zip(opt.param_groups, (cfg.lr, cfg.lr, cfg.logit_lr)): g["lr"] = base * lr_factor(step, cfg.steps, cfg.warmup)
-        img_f, txt_f, scale = model(to_input(imgs, model), toks)
+        img_f, vv_f = _image_embeddings(model, bb, to_input(imgs, model))
+        txt_f = model.encode_text(toks, normalize=True)
         loss = clip_loss(img_f, txt_f, model.logit_scale)
+        if vv_f is not None: loss = loss + cfg.vv_weight * clip_loss(vv_f, txt_f, model.logit_scale)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
         step, seen = step + 1, seen + len(imgs)
@@ -171,7 +183,7 @@ def _elapsed(run: Path) -> float:
     try: return float((run / "log.tsv").read_text().strip().split("\n")[-1].split("\t")[5])
     except (OSError, IndexError, ValueError): return 0.0
 
-# %% ../nbs/14_tinyclip.ipynb #c025
+# %% ../nbs/14_tinyclip.ipynb #c026
 def load_split_arrays(root, split: str):
     "All images of an image-folder split as (uint8 (n,H,W,3), labels (n,), relative paths)."
     root = Path(root)
@@ -194,7 +206,7 @@ def text_features(model, tok, texts: list[str]) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_text(tok(texts[i:i + 512]), normalize=True) for i in range(0, len(texts), 512)]).cpu()
 
-# %% ../nbs/14_tinyclip.ipynb #c026
+# %% ../nbs/14_tinyclip.ipynb #c027
 def prompt_head(model, tok, classnames, templates) -> torch.Tensor:
     "Hand-crafted class embeddings (C, d): the method's `hand_crafted_head` on this model's text tower."
     return hand_crafted_head(lambda texts: text_features(model, tok, texts), classnames, templates)
@@ -203,7 +215,7 @@ def description_head(model, tok, descriptions: dict, classnames) -> torch.Tensor
     "CuPL prototype (C, d): the method's `mean_head` of the encoded descriptions."
     return mean_head(*encode_descriptions(lambda texts: text_features(model, tok, texts), descriptions, classnames))
 
-# %% ../nbs/14_tinyclip.ipynb #c027
+# %% ../nbs/14_tinyclip.ipynb #c028
 def linear_probe(ftr, ytr, fte, yte, epochs: int = 200, wd: float = 1e-3, seed: int = 0) -> float:
     "Test top-1 (%) of an L2-regularised logistic regression fit on (ftr, ytr) by L-BFGS — a labelled diagnostic only."
     mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
@@ -219,7 +231,7 @@ def linear_probe(ftr, ytr, fte, yte, epochs: int = 200, wd: float = 1e-3, seed: 
     opt.step(closure)
     with torch.no_grad(): return ((xte @ W + b).argmax(1) == yte).float().mean().item() * 100
 
-# %% ../nbs/14_tinyclip.ipynb #c030
+# %% ../nbs/14_tinyclip.ipynb #c031
 class _ZeroShotProbe:
     "Hand-crafted zero-shot top-1 (%) on `root`'s test split, for logging during pretraining."
     def __init__(self, root, model):
@@ -232,7 +244,7 @@ class _ZeroShotProbe:
         model.train(was)
         return f"{((f @ W.T).argmax(1).numpy() == self.y).mean() * 100:.1f}"
 
-# %% ../nbs/14_tinyclip.ipynb #c032
+# %% ../nbs/14_tinyclip.ipynb #c033
 def attribute_zero_shot(model, tok, feats: torch.Tensor, labels, classnames) -> dict[str, float]:
     "Per attribute: top-1 (%) of zero-shot 'a bird with <value phrase>.' prompts over its values."
     out, rng = {}, np.random.default_rng(0)
@@ -249,7 +261,7 @@ def error_attributes(pred, labels, classnames) -> dict[str, float]:
     return {a: round(100 * sum(mw.SPECIES[p][a] != mw.SPECIES[y][a] for p, y in wrong) / max(1, len(wrong)), 1)
             for a in mw.ATTRIBUTES}
 
-# %% ../nbs/14_tinyclip.ipynb #c033
+# %% ../nbs/14_tinyclip.ipynb #c034
 def nuisance_breakdown(correct: np.ndarray, files: list[str], root) -> dict[str, float]:
     "Zero-shot top-1 (%) by the bird's scale (thirds of the range) and by occlusion, from `images.jsonl`."
     info = {r["file"]: r for r in map(json.loads, (Path(root) / "images.jsonl").read_text().splitlines())}
@@ -258,7 +270,7 @@ def nuisance_breakdown(correct: np.ndarray, files: list[str], root) -> dict[str,
     groups = {"small": sc < lo, "medium": (sc >= lo) & (sc < hi), "large": sc >= hi, "occluded": occ, "clear": ~occ}
     return {k: round(float(correct[m].mean() * 100), 1) if m.any() else None for k, m in groups.items()}
 
-# %% ../nbs/14_tinyclip.ipynb #c034
+# %% ../nbs/14_tinyclip.ipynb #c035
 def diagnose(model_or_path, root=None, out=None, probe_epochs: int = 200) -> dict:
     "Probe, zero-shot (prompts and descriptions), per-attribute and error analysis of a tiny CLIP on the microworld."
     root = Path(root) if root is not None else data_dir() / "microworld"
@@ -282,7 +294,7 @@ def diagnose(model_or_path, root=None, out=None, probe_epochs: int = 200) -> dic
     if out is not None: write_json(out, r)
     return r
 
-# %% ../nbs/14_tinyclip.ipynb #c036
+# %% ../nbs/14_tinyclip.ipynb #c037
 def read_log(run_dir) -> dict[str, np.ndarray]:
     "The run's `log.tsv` as columns."
     rows = [l.split("\t") for l in (Path(run_dir) / "log.tsv").read_text().strip().split("\n")]
@@ -301,11 +313,10 @@ def plot_log(run_dir) -> Path:
     fig.tight_layout(); fig.savefig(Path(run_dir) / "loss.png", dpi=120); plt.close(fig)
     return Path(run_dir) / "loss.png"
 
-# %% ../nbs/14_tinyclip.ipynb #c040
-RECIPE = (PretrainConfig(steps=2400),
-          PretrainConfig(steps=1600, lr=5e-4, warmup=100, stream_offset=2400))
+# %% ../nbs/14_tinyclip.ipynb #c041
+RECIPE = (PretrainConfig(),)
 
-def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int = 1, threads: int | None = 1,
+def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int = 1, threads: int | None = 2,
                     progress: bool = True) -> Path:
     "Run the published pretraining (`RECIPE`: stage k warm-starts from stage k-1) in `run_root/stage<k>`; returns the weights."
     run_root = Path(run_root) if run_root is not None else data_dir() / "pretrain-runs" / MODEL_NAME
@@ -315,7 +326,7 @@ def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int =
         weights = pretrain(run_root / f"stage{k}", cfg, eval_root=eval_root, workers=workers, threads=threads, progress=progress)
     return weights
 
-# %% ../nbs/14_tinyclip.ipynb #c043
+# %% ../nbs/14_tinyclip.ipynb #c044
 def default_checkpoint() -> Path:
     "Where the published tiny-CLIP weights live: `data_dir()/pretrained/microclip-tiny/microclip-tiny.pt`."
     return data_dir() / "pretrained" / MODEL_NAME / f"{MODEL_NAME}.pt"
@@ -326,14 +337,16 @@ def sha256(path) -> str:
         for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/14_tinyclip.ipynb #c044
-def publish(run_dir, dest=None, command: str = "make pretrain") -> Path:
-    "Copy a finished run's weights, log, curve, config and diagnosis to `dest` with a manifest (sha256, command)."
+# %% ../nbs/14_tinyclip.ipynb #c045
+def publish(run_dir, dest=None, command: str = "make pretrain", diagnose_root=None) -> Path:
+    "Copy a finished run's weights, log, curve, config and diagnosis (made now on `diagnose_root`, if given) to `dest` with a manifest."
     run, dest = Path(run_dir), Path(dest) if dest is not None else default_checkpoint().parent
     if not (run / f"{MODEL_NAME}.pt").exists(): raise MicroclipError(f"{run} holds no finished pretraining ({MODEL_NAME}.pt missing)")
     dest.mkdir(parents=True, exist_ok=True)
+    if diagnose_root is not None: diagnose(run / f"{MODEL_NAME}.pt", diagnose_root, out=run / "diagnose.json")
     for f in (f"{MODEL_NAME}.pt", "log.tsv", "loss.png", "config.json", "diagnose.json"):
         if (run / f).exists(): shutil.copy2(run / f, dest / f)
+        else: (dest / f).unlink(missing_ok=True)          # never leave an older run's file beside new weights
     write_json(dest / "manifest.json", dict(model=MODEL_NAME, file=f"{MODEL_NAME}.pt", sha256=sha256(dest / f"{MODEL_NAME}.pt"),
                                             command=command, config=json.loads((run / "config.json").read_text()),
                                             torch=torch.__version__, open_clip=open_clip.__version__))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #c002
 from __future__ import annotations
-import json, math, os, platform, random, subprocess, sys, time
+import functools, hashlib, json, math, os, platform, random, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 import microclip
 from .core import (Config, MicroclipError, config_hash, get_device, runs_dir, set_seed, torch_save,
                             write_json, write_text)
-from .backbone import Backbone
+from .backbone import Backbone, _resolve_pretrained
 from .datasets import get_spec, load_split
 from .descriptions import dataset_descriptions
 from .dka import gamma_at
@@ -26,9 +26,10 @@ from .model import MicroCLIP, build_heads, build_model
 from .views import SeededSamples, TrainViews, eval_transform, normalize_views
 
 # %% auto #0
-__all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'run_name', 'dataset_folder', 'default_run_dir', 'environment',
-           'trainable_state', 'load_trainable', 'Dist', 'init_distributed', 'GlobalBatches', 'ShardedMarginal',
-           'average_gradients', 'train_step', 'compile_blocks', 'train', 'load_model']
+__all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'input_fingerprint', 'run_hash', 'run_name', 'dataset_folder',
+           'default_run_dir', 'environment', 'trainable_state', 'load_trainable', 'Dist', 'init_distributed',
+           'GlobalBatches', 'ShardedMarginal', 'average_gradients', 'train_step', 'compile_blocks', 'train',
+           'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -72,8 +73,33 @@ def prepare(cfg: Config) -> Inputs:
     return Inputs(train, test, list(train.classes), descriptions, list(spec.get_templates(cfg.data_root)))
 
 # %% ../nbs/11_train.ipynb #c010
+@functools.lru_cache(maxsize=32)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
+    return h.hexdigest()[:16]
+
+def input_fingerprint(cfg: Config) -> dict:
+    "Digests of the local weights file and of a generated dataset's `meta.json` that `cfg` uses (missing ones omitted)."
+    out = {}
+    try: w = _resolve_pretrained(cfg.backbone, cfg.pretrained)
+    except MicroclipError: w = None                     # a bad name or missing file is reported when the run starts
+    if w and Path(w).is_file():
+        st = Path(w).stat()
+        out["weights"] = _file_digest(str(Path(w).resolve()), st.st_size, st.st_mtime_ns)
+    try: meta = get_spec(cfg.dataset).root(cfg.data_root) / "meta.json"
+    except MicroclipError: meta = None
+    if meta is not None and meta.is_file(): out["dataset"] = hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
+    return out
+
+def run_hash(cfg: Config, ignore=("device", "workers")) -> str:
+    "`config_hash` of the settings, combined with the `input_fingerprint` when there is one."
+    h, fp = config_hash(cfg, ignore=ignore), input_fingerprint(cfg)
+    return hashlib.sha1(json.dumps([h, fp], sort_keys=True).encode()).hexdigest()[:10] if fp else h
+
 def run_name(cfg: Config) -> str:
-    return f"{cfg.method}-{cfg.backbone}-s{cfg.seed}-{config_hash(cfg)}"
+    return f"{cfg.method}-{cfg.backbone}-s{cfg.seed}-{run_hash(cfg)}"
 
 def dataset_folder(dataset: str) -> str:
     "The runs sub-folder of a dataset: its registered name, or the last component of a custom dataset's path."
