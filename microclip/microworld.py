@@ -56,7 +56,7 @@ SPECIES = make_species()
 # %% ../nbs/13_microworld.ipynb #c011
 @dataclass(frozen=True)
 class Nuisance:
-    scale: tuple = (0.7, 1.05)         # bird size relative to the canonical 64 px bird (1 = 53 px long)
+    scale: tuple = (0.9, 1.25)         # bird size relative to the canonical 64 px bird (1 = 60 px long)
     max_rotation: float = 20.0         # pose: uniform rotation in degrees, ± this (plus a random flip)
     p_texture: float = 1.0             # probability of a textured (stripes/blobs/noise) background
     texture_strength: float = 1.0      # amplitude of the background texture (0..1)
