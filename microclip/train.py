@@ -29,7 +29,7 @@ from .views import SeededSamples, TrainViews, eval_transform, normalize_views
 __all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'input_fingerprint', 'run_hash', 'run_name', 'dataset_folder',
            'default_run_dir', 'environment', 'trainable_state', 'load_trainable', 'Dist', 'init_distributed',
            'GlobalBatches', 'ShardedMarginal', 'average_gradients', 'train_step', 'compile_blocks', 'train',
-           'load_model']
+           'param_groups', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -287,7 +287,7 @@ def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progre
     bar = tqdm(dl, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and dist.main))
     for i, batch in enumerate(bar):
         step = epoch * len(dl) + i
-        for gr in opt.param_groups: gr["lr"] = cosine_lr(step, total_steps, cfg.lr, cfg.lr_min)
+        for gr in opt.param_groups: gr["lr"] = cosine_lr(step, total_steps, cfg.lr, cfg.lr_min) * gr["lr_scale"]
         gamma = gamma_at(cfg.gamma, cfg.gamma_schedule, step / total_steps)
         share = len(batch[1]) * dist.world / sizes[i]
         r = train_step(model, batch, opt, marginal, cfg, gamma, device, dist, share)
@@ -309,6 +309,15 @@ def train(cfg: Config, run_dir=None, resume: bool = True, progress: bool = True,
         if started: torch.distributed.destroy_process_group()
 
 # %% ../nbs/11_train.ipynb #c038
+def param_groups(model: MicroCLIP, cfg: Config) -> list[dict]:
+    "AdamW groups: SOAP's parameters at `soap_lr_scale`·lr, the LayerNorms and W* at lr (released: one lr for all)."
+    named = model.trainable_parameters()
+    soap = [p for n, p in named if n.startswith("soap.")]
+    groups = [dict(params=[p for n, p in named if not n.startswith("soap.")], lr_scale=1.0)]
+    if soap: groups.append(dict(params=soap, lr_scale=cfg.soap_lr_scale))
+    return [dict(g, lr=cfg.lr * g["lr_scale"], weight_decay=cfg.weight_decay) for g in groups]
+
+# %% ../nbs/11_train.ipynb #c041
 def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> dict:
     run = Path(run_dir) if run_dir else default_run_dir(cfg)
     if (run / "final.json").exists() and resume: return json.loads((run / "final.json").read_text())
@@ -317,8 +326,7 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
     if ck is not None and config_hash(Config.from_dict(ck["config"])) != config_hash(cfg):
         raise MicroclipError(f"run folder {run} holds a run with different settings; choose another --run-dir")
     model, heads = _setup(cfg, inputs, device)
-    params = [p for _, p in model.trainable_parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg))
     marginal, rows, start = (ShardedMarginal() if dist.world > 1 else RunningMarginal()), [], 0
     write = dist.main                                            # one process writes the run folder
     if ck is not None:
@@ -357,7 +365,7 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
     if write: write_json(run / "final.json", final)
     return final
 
-# %% ../nbs/11_train.ipynb #c040
+# %% ../nbs/11_train.ipynb #c043
 def load_model(ckpt_path, device="auto", image_size=None) -> tuple:
     "(model, checkpoint dict) from a microclip checkpoint file."
     p = Path(ckpt_path)
