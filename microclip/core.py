@@ -17,7 +17,7 @@ import microclip
 # %% auto #0
 __all__ = ['PKG_DIR', 'CHOICES', 'UNIT_INTERVAL', 'POSITIVE', 'OPTIONAL_POSITIVE', 'NON_NEGATIVE', 'TRAIN_CONFIGS',
            'LATE_OPTIONS', 'project_root', 'data_dir', 'runs_dir', 'reports_dir', 'MicroclipError', 'check_choice',
-           'set_seed', 'get_device', 'atomic_path', 'write_text', 'write_json', 'torch_save', 'Config',
+           'set_seed', 'get_device', 'atomic_path', 'write_text', 'write_json', 'torch_save', 'sha256', 'Config',
            'parse_overrides', 'load_config', 'config_hash']
 
 # %% ../nbs/00_core.ipynb #c005
@@ -96,6 +96,13 @@ def write_json(path, obj) -> None:
 def torch_save(obj, path) -> None:
     "Atomically `torch.save` `obj` to `path`."
     with atomic_path(path) as tmp: torch.save(obj, tmp)
+
+def sha256(path) -> str:
+    "Hex SHA-256 of a file, read in 1 MiB blocks (checkpoints, downloads, run-folder fingerprints)."
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #c017
 @dataclass

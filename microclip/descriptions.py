@@ -4,16 +4,16 @@
 
 # %% ../nbs/09_descriptions.ipynb #c002
 from __future__ import annotations
-import hashlib, json, os, time, urllib.error, urllib.request
+import json, os, time, urllib.error, urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
-from .core import MicroclipError, atomic_path, data_dir, write_json
+from .core import MicroclipError, atomic_path, data_dir, sha256, write_json
 from .datasets import get_spec, name_key
 
 # %% auto #0
 __all__ = ['DESCRIPTIONS_BASE_URL', 'RELEASED', 'CUPL_QUESTIONS', 'SYSTEM_PROMPT', 'load_descriptions', 'descriptions_cache',
-           'default_descriptions_path', 'template_descriptions', 'dataset_descriptions', 'sha256', 'fetch_descriptions',
-           'chat', 'generate_descriptions']
+           'default_descriptions_path', 'template_descriptions', 'dataset_descriptions', 'fetch_descriptions', 'chat',
+           'generate_descriptions']
 
 # %% ../nbs/09_descriptions.ipynb #c005
 class _Pairs(list): "The (key, value) pairs of one JSON object."
@@ -105,13 +105,6 @@ RELEASED = {  # file name -> SHA-256 of the released file
     "sun397.json": "e6b1a95febe8e9420799fcf3be6647a73dc1aa9a6a9ac100d264c3ff78faf011",
     "ucf101.json": "3acc805cbcd115331cc975f6146b24de2fc1732c45ee54a57c25259facbc6b9a",
 }
-
-def sha256(path) -> str:
-    "Hex SHA-256 of a file."
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
-    return h.hexdigest()
 
 # %% ../nbs/09_descriptions.ipynb #c012
 def fetch_descriptions(dataset: str, cache_dir=None, base_url: str = DESCRIPTIONS_BASE_URL, force: bool = False,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_tinyclip.ipynb #c002
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, shutil, time
+import dataclasses, json, math, os, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import open_clip
 from PIL import Image
 from tqdm.auto import tqdm
-from .core import MicroclipError, PKG_DIR, data_dir, write_json, write_text, torch_save
+from .core import MicroclipError, PKG_DIR, data_dir, sha256, write_json, write_text, torch_save
 from . import microworld as mw
 from .heads import encode_descriptions, hand_crafted_head, mean_head
 from .backbone import Backbone
@@ -23,7 +23,7 @@ __all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input'
            'CaptionStream', 'PretrainConfig', 'export_weights', 'pretrain', 'load_split_arrays', 'image_features',
            'text_features', 'prompt_head', 'description_head', 'linear_probe', 'attribute_zero_shot',
            'error_attributes', 'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log', 'pretrain_recipe',
-           'default_checkpoint', 'sha256', 'publish']
+           'default_checkpoint', 'publish']
 
 # %% ../nbs/14_tinyclip.ipynb #c005
 MODEL_NAME = "microclip-tiny"
@@ -87,7 +87,7 @@ class CaptionStream(torch.utils.data.IterableDataset):
 # %% ../nbs/14_tinyclip.ipynb #c020
 @dataclass
 class PretrainConfig:
-    steps: int = 3200              # optimiser updates (`RECIPE`: ≈ 29 min on 2 idle CPU cores)
+    steps: int = 3200              # optimiser updates (`RECIPE`: 26.5 min on 2 idle CPU cores)
     batch_size: int = 64           # pairs per update
     lr: float = 1e-3               # peak learning rate
     logit_lr: float = 1e-2         # learning rate of the temperature ℓ
@@ -330,12 +330,6 @@ def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int =
 def default_checkpoint() -> Path:
     "Where the published tiny-CLIP weights live: `data_dir()/pretrained/microclip-tiny/microclip-tiny.pt`."
     return data_dir() / "pretrained" / MODEL_NAME / f"{MODEL_NAME}.pt"
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return h.hexdigest()
 
 # %% ../nbs/14_tinyclip.ipynb #c045
 def publish(run_dir, dest=None, command: str = "make pretrain", diagnose_root=None) -> Path:

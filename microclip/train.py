@@ -14,7 +14,7 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 import microclip
-from .core import (Config, MicroclipError, config_hash, get_device, runs_dir, set_seed, torch_save,
+from .core import (Config, MicroclipError, config_hash, get_device, runs_dir, set_seed, sha256, torch_save,
                             write_json, write_text)
 from .backbone import Backbone, _resolve_pretrained
 from .datasets import get_spec, load_split
@@ -74,11 +74,7 @@ def prepare(cfg: Config) -> Inputs:
 
 # %% ../nbs/11_train.ipynb #c010
 @functools.lru_cache(maxsize=32)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return h.hexdigest()[:16]
+def _file_digest(path: str, size: int, mtime_ns: int) -> str: return sha256(path)[:16]   # once per file version
 
 def input_fingerprint(cfg: Config) -> dict:
     "Digests of the local weights file and of a generated dataset's `meta.json` that `cfg` uses (missing ones omitted)."
