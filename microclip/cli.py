@@ -140,10 +140,7 @@ def cmd_demo(a) -> dict:
 
 def cmd_pretrain(a) -> str:
     from microclip import tinyclip
-    from microclip.microworld import generate_microworld
-    weights = tinyclip.pretrain_recipe(a.run_dir)                # the published recipe (tinyclip.RECIPE), resumable
-    root = generate_microworld()                                 # the benchmark the published diagnosis is measured on
-    return f"published {tinyclip.publish(weights.parent, command='make pretrain', diagnose_root=root)}"
+    return f"published {tinyclip.pretrain_and_publish(a.run_dir)}"
 
 def cmd_bench(a) -> dict:
     from microclip.bench import run_bench

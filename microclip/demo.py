@@ -30,8 +30,7 @@ def ensure_tiny_clip(progress: bool = True) -> Path:
     "The tiny CLIP's weights: the shipped/cached file, else pretrain it (`make pretrain`, ≈ 28 min on 2 idle cores)."
     try: return project_weights("microclip-tiny", "microworld")
     except MicroclipError: pass
-    weights = tinyclip.pretrain_recipe(progress=progress)      # the published recipe (tinyclip.RECIPE), resumable
-    return tinyclip.publish(weights.parent, command="make pretrain", diagnose_root=ensure_world())
+    return tinyclip.pretrain_and_publish(progress=progress)   # `make pretrain`: resumable
 
 # %% ../nbs/16_demo.ipynb #c007
 def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | None = None,

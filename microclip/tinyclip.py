@@ -23,7 +23,7 @@ __all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input'
            'CaptionStream', 'PretrainConfig', 'export_weights', 'pretrain', 'load_split_arrays', 'image_features',
            'text_features', 'prompt_head', 'description_head', 'linear_probe', 'attribute_zero_shot',
            'error_attributes', 'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log', 'pretrain_recipe',
-           'default_checkpoint', 'publish']
+           'default_checkpoint', 'publish', 'pretrain_and_publish']
 
 # %% ../nbs/14_tinyclip.ipynb #c005
 MODEL_NAME = "microclip-tiny"
@@ -345,3 +345,9 @@ def publish(run_dir, dest=None, command: str = "make pretrain", diagnose_root=No
                                             command=command, config=json.loads((run / "config.json").read_text()),
                                             torch=torch.__version__, open_clip=open_clip.__version__))
     return dest / f"{MODEL_NAME}.pt"
+
+def pretrain_and_publish(run_root=None, stages=RECIPE, dest=None, world_root=None, progress: bool = True) -> Path:
+    "`make pretrain`: run `stages` (resumable), diagnose the weights on the generated benchmark, publish them to `dest`."
+    weights = pretrain_recipe(run_root, stages, progress=progress)
+    root = mw.generate_microworld(world_root)                  # skipped when already there
+    return publish(weights.parent, dest, command="make pretrain", diagnose_root=root)

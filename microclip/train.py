@@ -86,7 +86,7 @@ def input_fingerprint(cfg: Config) -> dict:
         out["weights"] = _file_digest(str(Path(w).resolve()), st.st_size, st.st_mtime_ns)
     try: meta = get_spec(cfg.dataset).root(cfg.data_root) / "meta.json"
     except MicroclipError: meta = None
-    if meta is not None and meta.is_file(): out["dataset"] = hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
+    if meta is not None and meta.is_file(): out["dataset"] = sha256(meta)[:16]
     return out
 
 def run_hash(cfg: Config, ignore=("device", "workers")) -> str:
