@@ -17,11 +17,12 @@ from .core import MicroclipError, PKG_DIR, data_dir, sha256, write_json, write_t
 from . import microworld as mw
 from .heads import encode_descriptions, hand_crafted_head, mean_head
 from .backbone import Backbone
+from .soap import masked_mean, ncut_foreground
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input', 'clip_loss', 'lr_factor', 'param_groups',
-           'CaptionStream', 'PretrainConfig', 'export_weights', 'pretrain', 'load_split_arrays', 'image_features',
-           'text_features', 'prompt_head', 'description_head', 'linear_probe', 'attribute_zero_shot',
+           'CaptionStream', 'PretrainConfig', 'export_weights', 'attention_pooled', 'pretrain', 'load_split_arrays',
+           'image_features', 'text_features', 'prompt_head', 'description_head', 'linear_probe', 'attribute_zero_shot',
            'error_attributes', 'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log', 'pretrain_recipe',
            'default_checkpoint', 'publish', 'pretrain_and_publish']
 
@@ -98,7 +99,8 @@ class PretrainConfig:
     seed: int = 0                  # model init and stream
     init_from: str | None = None   # warm start: weights file of an earlier pretraining (stage 2); None = from scratch
     stream_offset: int = 0         # first batch index of the stream (a warm start continues where stage 1 stopped)
-    vv_weight: float = 1.0         # λ of the second CLIP loss on the pooled value-value patch tokens (0: plain CLIP)
+    vv_weight: float = 1.0         # λ of the second CLIP loss on the mean value-value patch token (0: plain CLIP)
+    pool_weight: float = 0.0       # λ of a third CLIP loss on the attention-pooled value-value token (SOAP's readout at init)
 
 # %% ../nbs/14_tinyclip.ipynb #c021
 def _save_state(run: Path, model, opt, step: int, cfg: PretrainConfig):
@@ -129,13 +131,22 @@ def _start(run: Path, cfg: PretrainConfig):
     return model, opt, st["step"]
 
 # %% ../nbs/14_tinyclip.ipynb #c023
-def _image_embeddings(model, bb: Backbone | None, x: torch.Tensor):
-    "CLIP's image embedding (B, d) and, with a `Backbone`, the embedding of the mean value-value patch token (else None)."
-    if bb is None: return model.encode_image(x, normalize=True), None
-    out = bb(x, patches=True)
-    return out.g, F.normalize(bb.project(out.patches.mean(1)), dim=-1)
+def attention_pooled(patches: torch.Tensor) -> torch.Tensor:
+    "SOAP's readout at initialisation (identity maps, zero null token, query = NCut-foreground mean): (B, N, D) → (B, D)."
+    mask, _ = ncut_foreground(patches.detach())
+    q = masked_mean(patches, mask)                                               # (B, D)
+    kv = torch.cat([patches, patches.new_zeros(len(patches), 1, patches.shape[-1])], 1)   # (B, N+1, D)
+    a = (torch.einsum("bd,bnd->bn", q, kv) / math.sqrt(patches.shape[-1])).softmax(-1)
+    return torch.einsum("bn,bnd->bd", a, kv)
 
-# %% ../nbs/14_tinyclip.ipynb #c024
+def _image_embeddings(model, bb: Backbone | None, x: torch.Tensor, pooled: bool = False):
+    "CLIP's image embedding (B, d) and the embeddings of the value-value tokens: mean (with a `Backbone`) and attention-pooled (`pooled`)."
+    if bb is None: return model.encode_image(x, normalize=True), []
+    out = bb(x, patches=True)
+    extra = [bb.project(out.patches.mean(1))] + ([bb.project(attention_pooled(out.patches))] if pooled else [])
+    return out.g, [F.normalize(e, dim=-1) for e in extra]
+
+# %% ../nbs/14_tinyclip.ipynb #c025
 def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, log_every: int = 20,
              eval_root=None, eval_every: int = 400, workers: int = 1, threads: int | None = None, progress: bool = True,
              stop_at: int | None = None) -> Path | None:
@@ -147,7 +158,7 @@ def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, 
         return run / "microclip-tiny.pt"
     if threads or workers: torch.set_num_threads(threads or 1)
     model, opt, step = _start(run, cfg)
-    bb = Backbone(model) if cfg.vv_weight else None
+    bb = Backbone(model) if cfg.vv_weight or cfg.pool_weight else None
     stream = CaptionStream(cfg.seed, cfg.stream_offset + step, cfg.stream_offset + cfg.steps, cfg.batch_size,
                            cfg.image_size, cfg.p_species)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
@@ -158,10 +169,10 @@ def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, 
     model.train()
     for imgs, toks in tqdm(loader, total=cfg.steps - step, desc="pretrain", disable=not progress):
         for g, base in zip(opt.param_groups, (cfg.lr, cfg.lr, cfg.logit_lr)): g["lr"] = base * lr_factor(step, cfg.steps, cfg.warmup)
-        img_f, vv_f = _image_embeddings(model, bb, to_input(imgs, model))
+        img_f, extra = _image_embeddings(model, bb, to_input(imgs, model), pooled=bool(cfg.pool_weight))
         txt_f = model.encode_text(toks, normalize=True)
         loss = clip_loss(img_f, txt_f, model.logit_scale)
-        if vv_f is not None: loss = loss + cfg.vv_weight * clip_loss(vv_f, txt_f, model.logit_scale)
+        for lam, f in zip((cfg.vv_weight, cfg.pool_weight), extra): loss = loss + lam * clip_loss(f, txt_f, model.logit_scale)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
         step, seen = step + 1, seen + len(imgs)
@@ -183,7 +194,7 @@ def _elapsed(run: Path) -> float:
     try: return float((run / "log.tsv").read_text().strip().split("\n")[-1].split("\t")[5])
     except (OSError, IndexError, ValueError): return 0.0
 
-# %% ../nbs/14_tinyclip.ipynb #c026
+# %% ../nbs/14_tinyclip.ipynb #c027
 def load_split_arrays(root, split: str):
     "All images of an image-folder split as (uint8 (n,H,W,3), labels (n,), relative paths)."
     root = Path(root)
@@ -206,7 +217,7 @@ def text_features(model, tok, texts: list[str]) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_text(tok(texts[i:i + 512]), normalize=True) for i in range(0, len(texts), 512)]).cpu()
 
-# %% ../nbs/14_tinyclip.ipynb #c027
+# %% ../nbs/14_tinyclip.ipynb #c028
 def prompt_head(model, tok, classnames, templates) -> torch.Tensor:
     "Hand-crafted class embeddings (C, d): the method's `hand_crafted_head` on this model's text tower."
     return hand_crafted_head(lambda texts: text_features(model, tok, texts), classnames, templates)
@@ -215,7 +226,7 @@ def description_head(model, tok, descriptions: dict, classnames) -> torch.Tensor
     "CuPL prototype (C, d): the method's `mean_head` of the encoded descriptions."
     return mean_head(*encode_descriptions(lambda texts: text_features(model, tok, texts), descriptions, classnames))
 
-# %% ../nbs/14_tinyclip.ipynb #c028
+# %% ../nbs/14_tinyclip.ipynb #c029
 def linear_probe(ftr, ytr, fte, yte, epochs: int = 200, wd: float = 1e-3, seed: int = 0) -> float:
     "Test top-1 (%) of an L2-regularised logistic regression fit on (ftr, ytr) by L-BFGS — a labelled diagnostic only."
     mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
@@ -231,7 +242,7 @@ def linear_probe(ftr, ytr, fte, yte, epochs: int = 200, wd: float = 1e-3, seed: 
     opt.step(closure)
     with torch.no_grad(): return ((xte @ W + b).argmax(1) == yte).float().mean().item() * 100
 
-# %% ../nbs/14_tinyclip.ipynb #c031
+# %% ../nbs/14_tinyclip.ipynb #c032
 class _ZeroShotProbe:
     "Hand-crafted zero-shot top-1 (%) on `root`'s test split, for logging during pretraining."
     def __init__(self, root, model):
@@ -244,7 +255,7 @@ class _ZeroShotProbe:
         model.train(was)
         return f"{((f @ W.T).argmax(1).numpy() == self.y).mean() * 100:.1f}"
 
-# %% ../nbs/14_tinyclip.ipynb #c033
+# %% ../nbs/14_tinyclip.ipynb #c034
 def attribute_zero_shot(model, tok, feats: torch.Tensor, labels, classnames) -> dict[str, float]:
     "Per attribute: top-1 (%) of zero-shot 'a bird with <value phrase>.' prompts over its values."
     out, rng = {}, np.random.default_rng(0)
@@ -261,7 +272,7 @@ def error_attributes(pred, labels, classnames) -> dict[str, float]:
     return {a: round(100 * sum(mw.SPECIES[p][a] != mw.SPECIES[y][a] for p, y in wrong) / max(1, len(wrong)), 1)
             for a in mw.ATTRIBUTES}
 
-# %% ../nbs/14_tinyclip.ipynb #c034
+# %% ../nbs/14_tinyclip.ipynb #c035
 def nuisance_breakdown(correct: np.ndarray, files: list[str], root) -> dict[str, float]:
     "Zero-shot top-1 (%) by the bird's scale (thirds of the range) and by occlusion, from `images.jsonl`."
     info = {r["file"]: r for r in map(json.loads, (Path(root) / "images.jsonl").read_text().splitlines())}
@@ -270,7 +281,7 @@ def nuisance_breakdown(correct: np.ndarray, files: list[str], root) -> dict[str,
     groups = {"small": sc < lo, "medium": (sc >= lo) & (sc < hi), "large": sc >= hi, "occluded": occ, "clear": ~occ}
     return {k: round(float(correct[m].mean() * 100), 1) if m.any() else None for k, m in groups.items()}
 
-# %% ../nbs/14_tinyclip.ipynb #c035
+# %% ../nbs/14_tinyclip.ipynb #c036
 def diagnose(model_or_path, root=None, out=None, probe_epochs: int = 200) -> dict:
     "Probe, zero-shot (prompts and descriptions), per-attribute and error analysis of a tiny CLIP on the microworld."
     root = Path(root) if root is not None else data_dir() / "microworld"
@@ -294,7 +305,7 @@ def diagnose(model_or_path, root=None, out=None, probe_epochs: int = 200) -> dic
     if out is not None: write_json(out, r)
     return r
 
-# %% ../nbs/14_tinyclip.ipynb #c037
+# %% ../nbs/14_tinyclip.ipynb #c038
 def read_log(run_dir) -> dict[str, np.ndarray]:
     "The run's `log.tsv` as columns."
     rows = [l.split("\t") for l in (Path(run_dir) / "log.tsv").read_text().strip().split("\n")]
@@ -313,8 +324,9 @@ def plot_log(run_dir) -> Path:
     fig.tight_layout(); fig.savefig(Path(run_dir) / "loss.png", dpi=120); plt.close(fig)
     return Path(run_dir) / "loss.png"
 
-# %% ../nbs/14_tinyclip.ipynb #c041
-RECIPE = (PretrainConfig(),)
+# %% ../nbs/14_tinyclip.ipynb #c042
+RECIPE = (PretrainConfig(),
+          PretrainConfig(steps=300, lr=3e-4, warmup=30, stream_offset=3200, pool_weight=1.0))
 
 def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int = 1, threads: int | None = 2,
                     progress: bool = True) -> Path:
@@ -326,23 +338,30 @@ def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int =
         weights = pretrain(run_root / f"stage{k}", cfg, eval_root=eval_root, workers=workers, threads=threads, progress=progress)
     return weights
 
-# %% ../nbs/14_tinyclip.ipynb #c044
+# %% ../nbs/14_tinyclip.ipynb #c045
 def default_checkpoint() -> Path:
     "Where the published tiny-CLIP weights live: `data_dir()/pretrained/microclip-tiny/microclip-tiny.pt`."
     return data_dir() / "pretrained" / MODEL_NAME / f"{MODEL_NAME}.pt"
 
-# %% ../nbs/14_tinyclip.ipynb #c045
-def publish(run_dir, dest=None, command: str = "make pretrain", diagnose_root=None) -> Path:
+# %% ../nbs/14_tinyclip.ipynb #c046
+def publish(run_dir, dest=None, command: str = "make pretrain", diagnose_root=None, earlier_stages=()) -> Path:
     "Copy a finished run's weights, log, curve, config and diagnosis (made now on `diagnose_root`, if given) to `dest` with a manifest."
     run, dest = Path(run_dir), Path(dest) if dest is not None else default_checkpoint().parent
     if not (run / f"{MODEL_NAME}.pt").exists(): raise MicroclipError(f"{run} holds no finished pretraining ({MODEL_NAME}.pt missing)")
     dest.mkdir(parents=True, exist_ok=True)
     if diagnose_root is not None: diagnose(run / f"{MODEL_NAME}.pt", diagnose_root, out=run / "diagnose.json")
-    for f in (f"{MODEL_NAME}.pt", "log.tsv", "loss.png", "config.json", "diagnose.json"):
-        if (run / f).exists(): shutil.copy2(run / f, dest / f)
-        else: (dest / f).unlink(missing_ok=True)          # never leave an older run's file beside new weights
+    files = {f: run / f for f in (f"{MODEL_NAME}.pt", "log.tsv", "loss.png", "config.json", "diagnose.json")}
+    for k, st in enumerate(map(Path, earlier_stages), start=1):     # the recipe's earlier stages: their logs and configs
+        files.update({f"stage{k}-{f}": st / f for f in ("log.tsv", "loss.png", "config.json")})
+    for old in dest.glob("stage*-*"):
+        if old.name not in files: old.unlink()                     # an earlier recipe's stages
+    for f, src in files.items():
+        if src.exists(): shutil.copy2(src, dest / f)
+        else: (dest / f).unlink(missing_ok=True)                    # never leave an older run's file beside new weights
+    stages = [json.loads((Path(st) / "config.json").read_text()) for st in earlier_stages]
     write_json(dest / "manifest.json", dict(model=MODEL_NAME, file=f"{MODEL_NAME}.pt", sha256=sha256(dest / f"{MODEL_NAME}.pt"),
                                             command=command, config=json.loads((run / "config.json").read_text()),
+                                            **({"earlier_stages": stages} if stages else {}),
                                             torch=torch.__version__, open_clip=open_clip.__version__))
     return dest / f"{MODEL_NAME}.pt"
 
@@ -350,4 +369,5 @@ def pretrain_and_publish(run_root=None, stages=RECIPE, dest=None, world_root=Non
     "`make pretrain`: run `stages` (resumable), diagnose the weights on the generated benchmark, publish them to `dest`."
     weights = pretrain_recipe(run_root, stages, progress=progress)
     root = mw.generate_microworld(world_root)                  # skipped when already there
-    return publish(weights.parent, dest, command="make pretrain", diagnose_root=root)
+    earlier = [weights.parent.parent / f"stage{k}" for k in range(1, len(stages))]
+    return publish(weights.parent, dest, command="make pretrain", diagnose_root=root, earlier_stages=earlier)
