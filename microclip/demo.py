@@ -8,7 +8,7 @@ import json, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .core import MicroclipError, load_config, reports_dir, data_dir, write_json, write_text
+from .core import MicroclipError, load_config, reports_dir, runs_dir, data_dir, write_json, write_text
 from .backbone import project_weights, PROJECT_WEIGHTS
 from .microworld import generate_microworld
 from . import tinyclip
@@ -17,9 +17,18 @@ from .datasets import load_split
 from .views import eval_transform
 from .saliency import saliency_scores, summarise
 from .reports import markdown_table
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+from . import microworld as mw
+from .backbone import Backbone
+from .model import build_heads, build_model
+from .views import TrainViews, normalize_views
 
 # %% auto #0
-__all__ = ['ensure_world', 'ensure_tiny_clip', 'adapt', 'summarise_demo', 'summary_markdown', 'run_demo']
+__all__ = ['ensure_world', 'ensure_tiny_clip', 'adapt', 'adaptation_diagnostics', 'summarise_demo', 'summary_markdown',
+           'run_demo']
 
 # %% ../nbs/16_demo.ipynb #c005
 def ensure_world() -> Path:
@@ -47,7 +56,50 @@ def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | 
                          **{f"zs_{k}": v for k, v in res["zeroshot"].items()}})
     return pd.DataFrame(rows)
 
-# %% ../nbs/16_demo.ipynb #c010
+# %% ../nbs/16_demo.ipynb #c009
+@torch.no_grad()
+def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", batch_size: int = 100, seed: int = 0,
+                           progress: bool = True) -> dict:
+    "Top-1 (%) of zero-shot heads and of microCLIP's readouts and pseudo-labels before adaptation (see above)."
+    weights = Path(weights) if weights is not None else project_weights("microclip-tiny", "microworld")
+    root = Path(root) if root is not None else ensure_world()
+    classes = (root / "classes.txt").read_text().strip().split("\n")
+    bb = Backbone.from_name("microclip-tiny", pretrained=str(weights))
+    cfg = load_config(config)
+    heads = build_heads(bb, classes, json.loads((root / "descriptions.json").read_text()), list(mw.TEMPLATES))
+    model = build_model(bb, heads, cfg).eval()
+    W, acc = heads["description mean"], lambda s, y: round(float((s.argmax(1) == y).float().mean()) * 100, 2)
+    test, train = (load_split("microworld", sp, root=root) for sp in ("test", "train"))
+    ev, tv = eval_transform(bb.image_size, bb.mean, bb.std), TrainViews(bb.image_size, bb.mean, bb.std, n_crops=cfg.n_crops)
+    out = {"chance": round(100 / len(classes), 2)}
+    g, f, vv, y = [], [], [], []
+    for i in tqdm(range(0, len(test), batch_size), desc="test split", disable=not progress):
+        items = [test.samples[j] for j in range(i, min(i + batch_size, len(test)))]
+        x = torch.stack([ev(Image.open(p).convert("RGB")) for p, _ in items])
+        fe = model.encode(x)
+        g.append(fe.g); f.append(fe.f); y += [c for _, c in items]
+        vv.append(F.normalize(bb.project(bb(x, patches=True).patches.mean(1)), dim=-1))
+    g, f, vv, y = torch.cat(g), torch.cat(f), torch.cat(vv), torch.tensor(y)
+    out.update({f"test zero-shot: {k}": acc(g @ h.T, y) for k, h in heads.items()})
+    out.update({"test [FG] before training": acc(f @ W.T, y), "test mean value-value token": acc(vv @ W.T, y),
+                "test fused before training": acc(cfg.fusion_ratio * g @ W.T + (1 - cfg.fusion_ratio) * f @ W.T, y)})
+    pl, y = {}, []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for i in tqdm(range(0, len(train), batch_size), desc="train split", disable=not progress):
+            items = [train.samples[j] for j in range(i, min(i + batch_size, len(train)))]
+            views = [tv(Image.open(p).convert("RGB")) for p, _ in items]
+            weak = normalize_views(torch.stack([v[0] for v in views]), bb.mean, bb.std)
+            crops = normalize_views(torch.stack([v[2] for v in views]).flatten(0, 1), bb.mean, bb.std)
+            lab = model.pseudo_label(weak, crops.view(len(views), cfg.n_crops, *crops.shape[1:]), gamma=cfg.gamma)
+            lab["zero-shot (description mean)"] = model.encode(weak).g @ W.T
+            for k, v in lab.items(): pl.setdefault(k, []).append(v)
+            y += [c for _, c in items]
+    y = torch.tensor(y)
+    out.update({f"train pseudo-labels: {k}": acc(torch.cat(v), y) for k, v in pl.items()})
+    return out
+
+# %% ../nbs/16_demo.ipynb #c013
 def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minutes: float) -> dict:
     zs_cols = [c for c in runs.columns if c.startswith("zs_")]
     zs = runs[zs_cols].iloc[0].to_dict()                   # identical for every run: frozen model, same test set
@@ -55,12 +107,13 @@ def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minut
     return {"chance": diag["chance"],
             "zeroshot_top1": {k[3:]: round(v, 2) for k, v in zs.items()},
             "linear_probe_top1": diag["linear_probe"],
-            "baseline_top1_mean": round(by.mean()["baseline"], 2), "baseline_top1_std": round(by.std(ddof=0)["baseline"], 2),
-            "adapted_top1_mean": round(by.mean()["microclip"], 2), "adapted_top1_std": round(by.std(ddof=0)["microclip"], 2),
+            "baseline_top1_mean": round(by.mean()["baseline"], 2), "baseline_top1_std": round(by.std(ddof=1)["baseline"], 2),
+            "adapted_top1_mean": round(by.mean()["microclip"], 2), "adapted_top1_std": round(by.std(ddof=1)["microclip"], 2),
             "adapted_top1_per_seed": runs[runs.method == "microclip"]["top1"].round(2).tolist(),
             "baseline_top1_per_seed": runs[runs.method == "baseline"]["top1"].round(2).tolist(),
             "gain_over_best_zeroshot": round(by.mean()["microclip"] - max(zs.values()), 2),
             "seeds": sorted(runs.seed.unique().tolist()),
+            "spread": "sample standard deviation over seeds (ddof 1)",
             "saliency_iou": {r: round(v, 3) for r, v in saliency["iou_object"].items()},
             "saliency": saliency.round(3).to_dict(orient="index"),
             "demo_minutes": round(minutes, 1)}
@@ -68,7 +121,7 @@ def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minut
 def summary_markdown(s: dict) -> str:
     zs = "\n".join(f"| zero-shot: {k} | {v:.2f} | — |" for k, v in s["zeroshot_top1"].items())
     return (f"# Microworld results\n\nTest top-1 (%), {len(s['seeds'])} seeds ({s['seeds']}); chance {s['chance']}%.\n\n"
-            f"| method | top-1 mean | spread (std) |\n|---|---|---|\n{zs}\n"
+            f"| method | top-1 mean | spread (sample s.d. over seeds) |\n|---|---|---|\n{zs}\n"
             f"| plain self-training ([CLS], learnable head) | {s['baseline_top1_mean']:.2f} | {s['baseline_top1_std']:.2f} |\n"
             f"| microCLIP | {s['adapted_top1_mean']:.2f} | {s['adapted_top1_std']:.2f} |\n"
             f"| labelled linear probe (diagnostic, uses labels) | {s['linear_probe_top1']:.1f} | — |\n\n"
@@ -76,7 +129,7 @@ def summary_markdown(s: dict) -> str:
             "Saliency of the adapted model (seed 0): NCut mask and SOAP attention peak vs ground truth:\n\n" +
             markdown_table(pd.DataFrame(s["saliency"]).T, ".3f") + f"\n\nDemo time: {s['demo_minutes']} min.\n")
 
-# %% ../nbs/16_demo.ipynb #c012
+# %% ../nbs/16_demo.ipynb #c016
 def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict | None = None) -> dict:
     "The whole microworld study; writes `summary.json`, `results.md` and `runs.csv` to `reports/microworld/`."
     t0 = time.time()
@@ -92,7 +145,7 @@ def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict |
     sal = summarise(saliency_scores(model, test, root, progress=progress))
     s = summarise_demo(runs, diag, sal, (time.time() - t0) / 60)
     out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(out / "runs.csv", index=False)
+    runs.assign(run=[Path(r).relative_to(runs_dir()).as_posix() for r in runs.run]).to_csv(out / "runs.csv", index=False)
     write_json(out / "diagnostics.json", diag)
     write_json(out / "summary.json", s)
     write_text(out / "results.md", summary_markdown(s))
