@@ -11,14 +11,16 @@ import pandas as pd
 import torch
 import yaml
 from .core import Config, MicroclipError, config_hash, reports_dir, runs_dir, write_text
-from .study import ABLATIONS, ZEROSHOT_FIELDS, run_status
+from .study import ABLATIONS, ZEROSHOT_FIELDS, run_status, zeroshot_run_dir
+from .train import input_fingerprint, run_name
 
 # %% auto #0
 __all__ = ['PER_RUN', 'BENCHMARKS', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS', 'PL_LABELS', 'DESCRIPTIONS', 'recipe_of',
-           'recipe_changes', 'load_runs', 'markdown_table', 'latex_table', 'write_table', 'summarise_seeds',
-           'pivot_cells', 'main_results', 'main_table_display', 'ablation_results', 'ablation_display', 'epoch_metrics',
-           'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma', 'cls_attention', 'fig_saliency', 'write_inventory',
-           'recipe_legend', 'main_legend', 'make_report', 'report_index', 'add_report_args', 'report_from_args']
+           'recipe_changes', 'run_inputs_current', 'load_runs', 'markdown_table', 'latex_table', 'write_table',
+           'summarise_seeds', 'pivot_cells', 'main_results', 'main_table_display', 'ablation_results',
+           'ablation_display', 'epoch_metrics', 'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma', 'cls_attention',
+           'fig_saliency', 'write_inventory', 'recipe_legend', 'main_legend', 'make_report', 'report_index',
+           'add_report_args', 'report_from_args']
 
 # %% ../nbs/18_reports.ipynb #c005
 PER_RUN = ("dataset", "data_root", "descriptions", "seed", "method", "device", "workers")
@@ -40,6 +42,18 @@ def _read(p: Path, default=None):
     if not p.exists(): return default
     return yaml.safe_load(p.read_text()) if p.suffix == ".yaml" else json.loads(p.read_text())
 
+def run_inputs_current(run: Path, cfg: dict, env: dict) -> bool:
+    "False when a digest the run recorded (or, for older runs, its folder name) disagrees with today's input files."
+    try: c = Config.from_dict({k: v for k, v in cfg.items() if k in Config.__dataclass_fields__})
+    except MicroclipError: return True                         # cannot tell
+    now = input_fingerprint(c)
+    if "inputs" in env: return all(now[k] == v for k, v in env["inputs"].items() if k in now)
+    if not now: return True
+    zs = run.name.startswith("zeroshot-")
+    expected = zeroshot_run_dir(c).name if zs else run_name(c)
+    if run.name.rsplit("-", 1)[0] != expected.rsplit("-", 1)[0]: return True    # not a default folder name
+    return run.name == expected
+
 def load_runs(root=None) -> pd.DataFrame:
     "One row per run folder under `root` (default `runs_dir()`), sorted by path."
     root = Path(root) if root else runs_dir()
@@ -50,7 +64,9 @@ def load_runs(root=None) -> pd.DataFrame:
         reqs = _read(run / "study.json", {"requests": [{"experiment": "zeroshot" if zs else "adapt"}]})["requests"]
         params = reqs[0].get("parameters", {})
         final, env, err = _read(run / "final.json", {}), _read(run / "env.json", {}), _read(run / "error.json", {})
-        rows.append({"run": run.relative_to(root).as_posix(), "status": run_status(run),
+        status = run_status(run)
+        if status == "finished" and cfg and not run_inputs_current(run, cfg, env): status = "stale"
+        rows.append({"run": run.relative_to(root).as_posix(), "status": status,
                      "experiments": ",".join(sorted({r["experiment"] for r in reqs})),
                      "ablations": ",".join(sorted({r["ablation"] for r in reqs if r.get("ablation")})),
                      "dataset": cfg.get("dataset", run.parent.name), "method": "zeroshot" if zs else cfg.get("method", params.get("method")),
@@ -64,7 +80,7 @@ def load_runs(root=None) -> pd.DataFrame:
     if len(df): df["seed"] = df["seed"].astype("Int64")
     return df
 
-# %% ../nbs/18_reports.ipynb #c010
+# %% ../nbs/18_reports.ipynb #c011
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     "A GitHub-flavoured Markdown table of `df` (index included)."
     cols = [df.index.name or ""] + [str(c) for c in df.columns]
@@ -83,7 +99,7 @@ def latex_table(df: pd.DataFrame, caption: str, label: str) -> str:
             f"\\begin{{tabular}}{{l{'r' * len(df.columns)}}}\n\\toprule\n{head} \\\\\n\\midrule\n{body}\n\\bottomrule\n"
             "\\end{tabular}\n\\end{table}\n")
 
-# %% ../nbs/18_reports.ipynb #c012
+# %% ../nbs/18_reports.ipynb #c013
 def write_table(out: Path, name: str, display: pd.DataFrame, data: pd.DataFrame, caption: str, notes: str = "") -> list[Path]:
     "`tables/<name>.csv` (numbers), `.md` (caption, table, notes) and `.tex` (display form)."
     d = Path(out) / "tables"
@@ -93,7 +109,7 @@ def write_table(out: Path, name: str, display: pd.DataFrame, data: pd.DataFrame,
     write_text(paths[2], latex_table(display, caption, f"tab:{name}"))
     return paths
 
-# %% ../nbs/18_reports.ipynb #c014
+# %% ../nbs/18_reports.ipynb #c015
 def summarise_seeds(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     "Group `long` (a `value` and a `seed` column) by `keys`: n, mean, std (n−1; NaN for one seed), seeds."
     g = long.groupby(keys, sort=True)
@@ -120,7 +136,7 @@ def pivot_cells(summary: pd.DataFrame, row: str, order=None, average: bool = Tru
         out["Average"] = [f"{m.mean():.2f}" if m.notna().all() else "—" for _, m in means.iterrows()]
     return out
 
-# %% ../nbs/18_reports.ipynb #c017
+# %% ../nbs/18_reports.ipynb #c018
 BENCHMARKS = ("birdsnap", "caltech101", "cars", "cub", "dtd", "eurosat", "fgvc", "flowers", "food101", "pets",
               "resisc45", "sun397", "ucf101")
 PUBLISHED = {   # METHOD.md §11 — source: DPA (WACV 2025) poster, ViT-B/32, its 13-dataset protocol
@@ -132,7 +148,7 @@ PUBLISHED = {   # METHOD.md §11 — source: DPA (WACV 2025) poster, ViT-B/32, i
 RELEASED_LOG = {"flowers": 76.17}   # released microCLIP training log, Flowers, ViT-B/32, defaults (METHOD.md §11)
 METHOD_LABELS = {"baseline": "self-training baseline ([CLS], learnable head)", "microclip": "microCLIP (this implementation)"}
 
-# %% ../nbs/18_reports.ipynb #c018
+# %% ../nbs/18_reports.ipynb #c019
 def main_results(runs: pd.DataFrame) -> pd.DataFrame:
     "Long table (method, backbone, recipe, dataset, n_seeds, mean, std, seeds) of the finished main runs."
     main = runs[(runs.status == "finished") & runs.experiments.str.contains("adapt|zeroshot")] if len(runs) else runs
@@ -150,7 +166,7 @@ def main_results(runs: pd.DataFrame) -> pd.DataFrame:
     s["_o"] = s.method.map(lambda m: order.get(m, 99))
     return s.sort_values(["_o", "method", "backbone", "recipe", "dataset"]).drop(columns="_o").reset_index(drop=True)
 
-# %% ../nbs/18_reports.ipynb #c019
+# %% ../nbs/18_reports.ipynb #c020
 def main_table_display(res: pd.DataFrame) -> pd.DataFrame:
     "Methods × datasets display of `main_results`, with labelled published rows for the datasets present."
     res = res.copy()
@@ -167,7 +183,7 @@ def main_table_display(res: pd.DataFrame) -> pd.DataFrame:
                           [f"{vals['average']:.2f}" if full and "average" in vals else "—"]
     return disp
 
-# %% ../nbs/18_reports.ipynb #c022
+# %% ../nbs/18_reports.ipynb #c023
 def ablation_results(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
     "Long table (variant, default, backbone, base recipe, dataset, n_seeds, mean, std, seeds) of one ablation axis."
     grid, fields = ABLATIONS[axis], list(ABLATIONS[axis][0])
@@ -195,7 +211,7 @@ def ablation_display(res: pd.DataFrame) -> pd.DataFrame:
                   for v, d, b, r in zip(res.variant, res.default, res.backbone, res.base_recipe)]
     return pivot_cells(res, "row")
 
-# %% ../nbs/18_reports.ipynb #c025
+# %% ../nbs/18_reports.ipynb #c026
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
@@ -221,7 +237,7 @@ def epoch_metrics(runs: pd.DataFrame, methods=("microclip", "baseline")) -> pd.D
               dataset=r.dataset, method=METHOD_LABELS.get(r.method, r.method), seed=r.seed, recipe=r.recipe) for r in sel.itertuples()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-# %% ../nbs/18_reports.ipynb #c027
+# %% ../nbs/18_reports.ipynb #c028
 PL_LABELS = {"pl_acc_prior": "frozen prior (multi-view × W_LLM)", "pl_acc_dynamic": "dynamic (fused × W*)", "pl_acc_dka": "DKA mix (training target)"}
 
 def fig_pseudo_labels(em: pd.DataFrame, path: Path) -> Path | None:
@@ -239,7 +255,7 @@ def fig_pseudo_labels(em: pd.DataFrame, path: Path) -> Path | None:
     g.figure.suptitle("Pseudo-label accuracy per component (mean ± s.d. over seeds)", y=1.04)
     return _save(g.figure, path)
 
-# %% ../nbs/18_reports.ipynb #c031
+# %% ../nbs/18_reports.ipynb #c032
 def fig_test_top1(em: pd.DataFrame, path: Path) -> Path | None:
     "Test top-1 (%) over epochs for each method, one panel per dataset."
     if em.empty: return None
@@ -251,7 +267,7 @@ def fig_test_top1(em: pd.DataFrame, path: Path) -> Path | None:
     g.figure.suptitle("Test top-1 during adaptation (mean ± s.d. over seeds)", y=1.04)
     return _save(g.figure, path)
 
-# %% ../nbs/18_reports.ipynb #c033
+# %% ../nbs/18_reports.ipynb #c034
 def fig_gamma(runs: pd.DataFrame, path: Path) -> Path | None:
     "Final test top-1 (%) vs γ, one line per dataset (mean ± s.d. over seeds)."
     res = ablation_results(runs, "gamma")
@@ -266,7 +282,7 @@ def fig_gamma(runs: pd.DataFrame, path: Path) -> Path | None:
     ax.legend(fontsize=8)
     return _save(fig, path)
 
-# %% ../nbs/18_reports.ipynb #c035
+# %% ../nbs/18_reports.ipynb #c036
 @torch.no_grad()
 def cls_attention(backbone, images: torch.Tensor) -> torch.Tensor:
     "Head-averaged attention (B, N) of the [CLS] token to the patches in the backbone's last block."
@@ -278,7 +294,7 @@ def cls_attention(backbone, images: torch.Tensor) -> torch.Tensor:
     w = mha(x, x, x, need_weights=True, average_attn_weights=True)[1]   # (B, 1+N, 1+N)
     return w[:, 0, 1:]
 
-# %% ../nbs/18_reports.ipynb #c037
+# %% ../nbs/18_reports.ipynb #c038
 @torch.no_grad()
 def fig_saliency(run_path, path: Path, n_images: int = 4) -> Path:
     "Image | NCut mask | after CRF | [CLS] attention | [FG] attention for `n_images` test images of a run."
@@ -311,7 +327,7 @@ def fig_saliency(run_path, path: Path, n_images: int = 4) -> Path:
     fig.suptitle(f"{cfg.dataset}, run {Path(run_path).name}: bright = foreground / high attention", fontsize=9)
     return _save(fig, path)
 
-# %% ../nbs/18_reports.ipynb #c039
+# %% ../nbs/18_reports.ipynb #c040
 def write_inventory(runs: pd.DataFrame, out: Path) -> Path:
     "`tables/runs.csv`: every run folder with its status, error, metrics and environment."
     cols = ["run", "status", "experiments", "ablations", "dataset", "method", "seed", "backbone", "pretrained", "recipe",
@@ -331,7 +347,7 @@ def main_legend(runs: pd.DataFrame, res: pd.DataFrame) -> str:
     kind = np.where(fin.method == "zeroshot", "zero-shot", "training")
     return recipe_legend((r, k, c) for r, k, c in zip(fin.recipe, kind, fin.changes) if r in set(res.recipe))
 
-# %% ../nbs/18_reports.ipynb #c040
+# %% ../nbs/18_reports.ipynb #c041
 def make_report(runs_root=None, out=None, figures: bool = True, saliency_images: int = 4) -> dict:
     "Write all tables, figures and the index from the run folders; returns {name: [paths]}."
     out = Path(out) if out else reports_dir()
@@ -358,9 +374,9 @@ def make_report(runs_root=None, out=None, figures: bool = True, saliency_images:
     write_text(out / "README.md", report_index(made, out, runs))
     return made
 
-# %% ../nbs/18_reports.ipynb #c041
+# %% ../nbs/18_reports.ipynb #c042
 DESCRIPTIONS = {
-    "inventory": "Every run folder: status (finished / failed / unfinished), error, metrics, versions, device, commit",
+    "inventory": "Every run folder: status (finished / stale / failed / unfinished), error, metrics, versions, device, commit",
     "main": "Main results: test top-1 per dataset and method, mean ± s.d. over seeds, with published reference rows",
     "pseudo_labels": "Pseudo-label accuracy of the frozen prior, the dynamic head and DKA over epochs",
     "test_top1": "Test top-1 over epochs for each method",
@@ -387,7 +403,7 @@ def report_index(made: dict, out: Path, runs: pd.DataFrame) -> str:
               for n, ps in made.items() if len(ps) == 3]                       # the Markdown file of each table
     return "\n".join(lines + ["", "## Tables", ""] + tables + ["## Figures", ""] + figs)
 
-# %% ../nbs/18_reports.ipynb #c043
+# %% ../nbs/18_reports.ipynb #c044
 def add_report_args(p) -> None:
     "Options of `microclip report` (added to an argparse sub-parser)."
     p.add_argument("--runs", default=None, help="folder of run folders (default: runs/ or $MICROCLIP_RUNS)")

@@ -59,7 +59,7 @@ def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
     if (run / "final.json").exists(): return json.loads((run / "final.json").read_text())
     run.mkdir(parents=True, exist_ok=True)
     write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    write_json(run / "env.json", environment(device))
+    write_json(run / "env.json", environment(device, cfg))
     set_seed(cfg.seed)
     bb = Backbone.from_name(cfg.backbone, cfg.pretrained, cfg.image_size, device)
     heads = build_heads(bb, inputs.classes, inputs.descriptions, inputs.templates, cfg.hand_norm)

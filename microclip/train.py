@@ -105,8 +105,8 @@ def default_run_dir(cfg: Config) -> Path:
     "`runs_dir()/<dataset>/<method>-<backbone>-s<seed>-<config hash>`"
     return runs_dir() / dataset_folder(cfg.dataset) / run_name(cfg)
 
-def environment(device) -> dict:
-    "What produced a run: versions, device, threads, git commit."
+def environment(device, cfg: Config | None = None) -> dict:
+    "What produced a run: versions, device, threads, git commit and, given `cfg`, the `input_fingerprint` of its files."
     import open_clip
     try: commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                                  cwd=Path(microclip.__file__).parent).stdout.strip() or None
@@ -114,7 +114,8 @@ def environment(device) -> dict:
     return {"microclip": microclip.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "threads": torch.get_num_threads(), "git_commit": commit, "argv": sys.argv}
+            "threads": torch.get_num_threads(), "git_commit": commit, "argv": sys.argv,
+            **({"inputs": input_fingerprint(cfg)} if cfg is not None else {})}
 
 # %% ../nbs/11_train.ipynb #c013
 def trainable_state(model: MicroCLIP) -> dict:
@@ -332,7 +333,7 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
         if write:
             run.mkdir(parents=True, exist_ok=True)
             write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            write_json(run / "env.json", {**environment(device), "processes": dist.world})
+            write_json(run / "env.json", {**environment(device, cfg), "processes": dist.world})
             (run / "error.json").unlink(missing_ok=True)
         ev = _evaluate(model, inputs, cfg, device, heads, progress, dist)
         rows = [{"epoch": 0, **{k: v for k, v in ev.items() if k != "per_class"}}]
