@@ -144,6 +144,8 @@ class Config:
     weight_decay: float = 0.1          # AdamW weight decay (released: on every trainable parameter)
     lambda_ce: float = 1.0             # weight of the pseudo-label cross-entropy
     lambda_fair: float = 1.0           # weight of the fairness (marginal entropy) loss
+    targets: str = "pseudo"            # student targets: "pseudo" (DKA pseudo-labels, the method) or "labels"
+                                       # (ground truth: the recipe's supervised upper bound, a diagnostic only)
     # -- evaluation
     eval_crop: str = "center"          # test transform: "center" or "random" (released RandomCrop)
     eval_batch_size: int = 128         # images per evaluation step
@@ -158,7 +160,8 @@ CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "li
                ncut_threshold=("std", "mean"), ncut_sign=("invert", "rethreshold"),
                soap_query=("masked_mean", "cls", "mean", "random", "pool_mean", "pool_masked"),
                null_token=("zero", "learnable"), head_init=("cupl", "hcrafted"),
-               hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16"))
+               hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16"),
+               targets=("pseudo", "labels"))
 UNIT_INTERVAL = ("fusion_ratio", "gamma", "crop_scale_min", "crop_scale_max")
 POSITIVE = ("n_crops", "epochs", "batch_size", "eval_batch_size", "lr", "crop_temperature")
 OPTIONAL_POSITIVE = ("max_per_class", "image_size")
@@ -258,7 +261,7 @@ def load_config(name_or_file: str | None = None, overrides: dict | None = None) 
 
 # options added after run folders existed, with the value that reproduces those runs: hashed only when changed,
 # so finished runs keep their folder names when microclip grows an option
-LATE_OPTIONS = {"soap_lr_scale": 1.0}
+LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo"}
 
 def config_hash(cfg: Config, ignore=("device", "workers")) -> str:
     "Short content hash of the settings that change results (device and worker count do not)."

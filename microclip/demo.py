@@ -24,11 +24,12 @@ from tqdm.auto import tqdm
 from . import microworld as mw
 from .backbone import Backbone
 from .model import build_heads, build_model
-from .views import TrainViews, normalize_views
+from .views import TrainViews, normalize_views, seeded_rngs, strong_transform, weak_geometry, random_square_crop
+import torchvision.transforms as T
 
 # %% auto #0
-__all__ = ['ensure_world', 'ensure_tiny_clip', 'adapt', 'adaptation_diagnostics', 'summarise_demo', 'summary_markdown',
-           'run_demo']
+__all__ = ['ensure_world', 'ensure_tiny_clip', 'adapt', 'adaptation_diagnostics', 'view_robustness', 'summarise_demo',
+           'summary_markdown', 'run_demo']
 
 # %% ../nbs/16_demo.ipynb #c005
 def ensure_world() -> Path:
@@ -99,8 +100,47 @@ def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", 
     out.update({f"train pseudo-labels: {k}": acc(torch.cat(v), y) for k, v in pl.items()})
     return out
 
-# %% ../nbs/16_demo.ipynb #c013
-def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minutes: float) -> dict:
+# %% ../nbs/16_demo.ipynb #c012
+def _strong_parts(size: int, mean, std) -> dict:
+    "The released strong view and its two halves (crop + flip; RandAugment on the whole image)."
+    from timm.data import create_transform
+    kw = dict(input_size=size, is_training=True, hflip=0.5, color_jitter=0., interpolation="bicubic", mean=mean, std=std)
+    ra = "rand-m9-mstd0.5-inc1"
+    return {"strong (released)": strong_transform(size, mean, std),
+            "strong: crop + flip only": create_transform(scale=(0.3, 1.0), **kw),
+            "strong: RandAugment only": create_transform(scale=(1.0, 1.0), ratio=(1.0, 1.0), auto_augment=ra, **kw)}
+
+def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch_size: int = 200, ops: bool = False,
+                    progress: bool = True) -> dict:
+    "Zero-shot top-1 (%) of the frozen model on `n` train images through each training view (and each RandAugment op)."
+    from timm.data.auto_augment import AugmentOp, _RAND_INCREASING_TRANSFORMS
+    weights = Path(weights) if weights is not None else project_weights("microclip-tiny", "microworld")
+    root = Path(root) if root is not None else ensure_world()
+    classes = (root / "classes.txt").read_text().strip().split("\n")
+    bb = Backbone.from_name("microclip-tiny", pretrained=str(weights))
+    W = build_heads(bb, classes, json.loads((root / "descriptions.json").read_text()), list(mw.TEMPLATES))["description mean"]
+    train = load_split("microworld", "train", root=root)
+    idx = np.random.default_rng(seed).permutation(len(train))[:n]
+    images = [Image.open(train.samples[i][0]).convert("RGB") for i in idx]
+    y = torch.tensor([train.samples[i][1] for i in idx])
+    tail = T.Compose([T.ToTensor(), T.Normalize(bb.mean, bb.std)])
+    S = bb.image_size
+    views = {"weak": T.Compose([weak_geometry(S), tail]), **_strong_parts(S, bb.mean, bb.std),
+             "crop (multi-view prior)": T.Compose([T.Lambda(lambda im: random_square_crop(im, 0.5, 0.9)), weak_geometry(S), tail])}
+    if ops:
+        hp = dict(translate_pct=0.45, img_mean=tuple(round(255 * m) for m in bb.mean), magnitude_std=0.5)
+        views.update({f"RandAugment op: {o}": T.Compose([AugmentOp(o, prob=1.0, magnitude=9, hparams=hp), tail])
+                      for o in _RAND_INCREASING_TRANSFORMS})
+    out = {}
+    for k, tf in tqdm(views.items(), desc="views", disable=not progress):
+        with seeded_rngs(seed), torch.no_grad():
+            x = torch.stack([tf(im) for im in images])
+            g = torch.cat([bb(x[i:i + batch_size], patches=False).g for i in range(0, len(x), batch_size)])
+        out[k] = round(float(((F.normalize(g, dim=-1) @ W.T).argmax(1) == y).float().mean()) * 100, 2)
+    return out
+
+# %% ../nbs/16_demo.ipynb #c016
+def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minutes: float, views: dict | None = None) -> dict:
     zs_cols = [c for c in runs.columns if c.startswith("zs_")]
     zs = runs[zs_cols].iloc[0].to_dict()                   # identical for every run: frozen model, same test set
     by = runs.groupby("method")["top1"]
@@ -116,6 +156,7 @@ def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minut
             "spread": "sample standard deviation over seeds (ddof 1)",
             "saliency_iou": {r: round(v, 3) for r, v in saliency["iou_object"].items()},
             "saliency": saliency.round(3).to_dict(orient="index"),
+            **({"view_top1": views} if views else {}),
             "demo_minutes": round(minutes, 1)}
 
 def summary_markdown(s: dict) -> str:
@@ -127,9 +168,15 @@ def summary_markdown(s: dict) -> str:
             f"| labelled linear probe (diagnostic, uses labels) | {s['linear_probe_top1']:.1f} | — |\n\n"
             f"Gain of microCLIP over the best zero-shot head: {s['gain_over_best_zeroshot']:+.2f} points.\n\n"
             "Saliency of the adapted model (seed 0): NCut mask and SOAP attention peak vs ground truth:\n\n" +
-            markdown_table(pd.DataFrame(s["saliency"]).T, ".3f") + f"\n\nDemo time: {s['demo_minutes']} min.\n")
+            markdown_table(pd.DataFrame(s["saliency"]).T, ".3f") + _views_markdown(s.get("view_top1")) +
+            f"\n\nDemo time: {s['demo_minutes']} min.\n")
 
-# %% ../nbs/16_demo.ipynb #c016
+def _views_markdown(v: dict | None) -> str:
+    if not v: return ""
+    return ("\n\nZero-shot top-1 (%) of the frozen model on train images through the training views (`view_robustness`):\n\n" +
+            markdown_table(pd.DataFrame({"top-1": v}), ".2f"))
+
+# %% ../nbs/16_demo.ipynb #c019
 def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict | None = None) -> dict:
     "The whole microworld study; writes `summary.json`, `results.md` and `runs.csv` to `reports/microworld/`."
     t0 = time.time()
@@ -137,13 +184,14 @@ def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict |
     root = ensure_world()
     weights = ensure_tiny_clip(progress)
     diag = tinyclip.diagnose(str(weights), root)
+    views = view_robustness(weights, root, progress=progress)
     runs = adapt(seeds=seeds, overrides=overrides, progress=progress)
     model, _ = load_model(Path(runs[runs.method == "microclip"].run.iloc[0]) / "checkpoint.pt")
     test = load_split("microworld", "test")
     bb = model.backbone
     test.transform = eval_transform(bb.image_size, bb.mean, bb.std)
     sal = summarise(saliency_scores(model, test, root, progress=progress))
-    s = summarise_demo(runs, diag, sal, (time.time() - t0) / 60)
+    s = summarise_demo(runs, diag, sal, (time.time() - t0) / 60, views)
     out.mkdir(parents=True, exist_ok=True)
     runs.assign(run=[Path(r).relative_to(runs_dir()).as_posix() for r in runs.run]).to_csv(out / "runs.csv", index=False)
     write_json(out / "diagnostics.json", diag)

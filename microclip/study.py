@@ -25,6 +25,7 @@ ABLATIONS = {   # axis → list of config overrides; the released default is one
     "gamma": [{"gamma": g} for g in (0.0, 0.25, 0.5, 0.75, 1.0)],
     "ncut": [{"ncut_threshold": t, "ncut_sign": s} for t in ("std", "mean") for s in ("invert", "rethreshold")],
     "soap_lr": [{"soap_lr_scale": v} for v in (1.0, 0.1, 0.0)],       # a fix, not a paper ablation (notebook 11)
+    "targets": [{"targets": t} for t in ("pseudo", "labels")],       # the recipe with true labels: its upper bound (notebook 11)
 }
 
 # settings that change a zero-shot score; every other field (training schedule, seed, ...) does not

@@ -212,7 +212,8 @@ def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Con
     with _autocast(cfg, device):
         pl = model.pseudo_label(weak, crops, gamma)              # {'dka', 'prior', 'dynamic'}: (B, C)
         logits = model(strong)                                   # (B, C)
-    loss, ce, fair = self_training_loss(logits, pl["dka"].argmax(-1), marginal, cfg.lambda_ce, cfg.lambda_fair)
+    target = labels if cfg.targets == "labels" else pl["dka"].argmax(-1)   # "labels": the supervised upper bound
+    loss, ce, fair = self_training_loss(logits, target, marginal, cfg.lambda_ce, cfg.lambda_fair)
     opt.zero_grad(set_to_none=True)
     (loss if share == 1 else loss + cfg.lambda_ce * (share - 1) * ce).backward()
     params = [p for _, p in model.trainable_parameters()]
@@ -230,7 +231,7 @@ def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Con
     if math.isfinite(out["loss"]): opt.step()
     return out
 
-# %% ../nbs/11_train.ipynb #c029
+# %% ../nbs/11_train.ipynb #c031
 def _loader(ds, cfg: Config, device, batch_sampler=None, batch_size: int | None = None, seed: int = 0) -> DataLoader:
     kw = dict(batch_sampler=batch_sampler) if batch_sampler is not None else dict(batch_size=batch_size, shuffle=False)
     return DataLoader(ds, num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False,
@@ -240,7 +241,7 @@ def _mean(rows: list, key: str):
     vals = [r[key] for r in rows if key in r]
     return float(np.mean(vals)) if vals else None
 
-# %% ../nbs/11_train.ipynb #c031
+# %% ../nbs/11_train.ipynb #c033
 def _evaluate(model, inputs, cfg, device, heads=None, progress=True, dist: Dist = Dist()) -> dict:
     test = inputs.test
     if dist.world > 1: test = torch.utils.data.Subset(test, np.array_split(np.arange(len(test)), dist.world)[dist.rank])
@@ -254,7 +255,7 @@ def _evaluate(model, inputs, cfg, device, heads=None, progress=True, dist: Dist 
     if heads is not None: res["zeroshot"] = zero_shot(feats, heads)
     return res
 
-# %% ../nbs/11_train.ipynb #c033
+# %% ../nbs/11_train.ipynb #c035
 def compile_blocks(model: MicroCLIP, backend: str = "inductor") -> MicroCLIP:
     "Compile every transformer block of the image tower in place."
     for blk in model.backbone.clip.visual.transformer.resblocks: blk.compile(backend=backend, dynamic=None)
@@ -272,7 +273,7 @@ def _setup(cfg: Config, inputs: Inputs, device):
     inputs.test.transform = eval_transform(bb.image_size, bb.mean, bb.std, cfg.eval_crop)
     return model, heads
 
-# %% ../nbs/11_train.ipynb #c036
+# %% ../nbs/11_train.ipynb #c038
 def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progress, dist: Dist = Dist()) -> dict:
     set_seed(cfg.seed * 1000 + epoch)
     ds = SeededSamples(inputs.train, cfg.seed)
@@ -296,7 +297,7 @@ def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progre
     out = {k: _mean(rows, k) for k in rows[0]}
     return {**out, "lr": opt.param_groups[0]["lr"], "epoch_seconds": time.time() - t0}
 
-# %% ../nbs/11_train.ipynb #c037
+# %% ../nbs/11_train.ipynb #c039
 def train(cfg: Config, run_dir=None, resume: bool = True, progress: bool = True, stop_after: int | None = None) -> dict:
     "Run (or resume, or skip if finished) one adaptation run — in every process under torchrun; returns the final metrics."
     inputs = prepare(cfg)                                        # all input errors surface here
@@ -305,7 +306,7 @@ def train(cfg: Config, run_dir=None, resume: bool = True, progress: bool = True,
     finally:
         if started: torch.distributed.destroy_process_group()
 
-# %% ../nbs/11_train.ipynb #c038
+# %% ../nbs/11_train.ipynb #c040
 def param_groups(model: MicroCLIP, cfg: Config) -> list[dict]:
     "AdamW groups: SOAP's parameters at `soap_lr_scale`·lr, the LayerNorms and W* at lr (released: one lr for all)."
     named = model.trainable_parameters()
@@ -314,7 +315,7 @@ def param_groups(model: MicroCLIP, cfg: Config) -> list[dict]:
     if soap: groups.append(dict(params=soap, lr_scale=cfg.soap_lr_scale))
     return [dict(g, lr=cfg.lr * g["lr_scale"], weight_decay=cfg.weight_decay) for g in groups]
 
-# %% ../nbs/11_train.ipynb #c041
+# %% ../nbs/11_train.ipynb #c043
 def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> dict:
     run = Path(run_dir) if run_dir else default_run_dir(cfg)
     if (run / "final.json").exists() and resume: return json.loads((run / "final.json").read_text())
@@ -362,7 +363,7 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
     if write: write_json(run / "final.json", final)
     return final
 
-# %% ../nbs/11_train.ipynb #c043
+# %% ../nbs/11_train.ipynb #c045
 def load_model(ckpt_path, device="auto", image_size=None) -> tuple:
     "(model, checkpoint dict) from a microclip checkpoint file."
     p = Path(ckpt_path)
