@@ -128,6 +128,8 @@ class Config:
     crop_scale_min: float = 0.5        # crop side as a fraction of min(H, W): lower bound
     crop_scale_max: float = 0.9        # ... upper bound
     crop_temperature: float = 1.0      # softmax temperature over crop/weak similarities (released: 1)
+    strong_view: str = "released"      # student's view: "released" (RandomResizedCrop + flip + RandAugment m9),
+                                       # "crop" (RandomResizedCrop + flip only) or "weak" (the teacher's view)
     ncut_tau: float = 0.2              # τ: affinity binarisation threshold of the NCut graph
     ncut_threshold: str = "std"        # Fiedler threshold: "std" (released) or "mean" (TokenCut)
     ncut_sign: str = "invert"          # sign fix: "invert" (released) or "rethreshold" (sign-invariant)
@@ -161,7 +163,7 @@ CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "li
                soap_query=("masked_mean", "cls", "mean", "random", "pool_mean", "pool_masked"),
                null_token=("zero", "learnable"), head_init=("cupl", "hcrafted"),
                hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16"),
-               targets=("pseudo", "labels"))
+               targets=("pseudo", "labels"), strong_view=("released", "crop", "weak"))
 UNIT_INTERVAL = ("fusion_ratio", "gamma", "crop_scale_min", "crop_scale_max")
 POSITIVE = ("n_crops", "epochs", "batch_size", "eval_batch_size", "lr", "crop_temperature")
 OPTIONAL_POSITIVE = ("max_per_class", "image_size")
@@ -261,7 +263,7 @@ def load_config(name_or_file: str | None = None, overrides: dict | None = None) 
 
 # options added after run folders existed, with the value that reproduces those runs: hashed only when changed,
 # so finished runs keep their folder names when microclip grows an option
-LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo"}
+LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo", "strong_view": "released"}
 
 def config_hash(cfg: Config, ignore=("device", "workers")) -> str:
     "Short content hash of the settings that change results (device and worker count do not)."

@@ -51,9 +51,10 @@ def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | 
         for seed in seeds:
             cfg = load_config("microworld", {"method": method, "seed": seed, **(overrides or {})})
             if progress: print(f"[demo] {method}, seed {seed} → {default_run_dir(cfg)}", flush=True)
+            reused = (default_run_dir(cfg) / "final.json").exists()       # a finished run is read, not retrained
             res = train(cfg, progress=progress)
             rows.append({"method": method, "seed": seed, "top1": res["top1"], "top1_cls": res["top1_cls"],
-                         "top1_fg": res.get("top1_fg"), "mean_per_class": res["mean_per_class"], "run": res["run"],
+                         "top1_fg": res.get("top1_fg"), "mean_per_class": res["mean_per_class"], "run": res["run"], "reused": reused,
                          **{f"zs_{k}": v for k, v in res["zeroshot"].items()}})
     return pd.DataFrame(rows)
 
@@ -107,7 +108,7 @@ def _strong_parts(size: int, mean, std) -> dict:
     kw = dict(input_size=size, is_training=True, hflip=0.5, color_jitter=0., interpolation="bicubic", mean=mean, std=std)
     ra = "rand-m9-mstd0.5-inc1"
     return {"strong (released)": strong_transform(size, mean, std),
-            "strong: crop + flip only": create_transform(scale=(0.3, 1.0), **kw),
+            "strong: crop + flip only": strong_transform(size, mean, std, kind="crop"),
             "strong: RandAugment only": create_transform(scale=(1.0, 1.0), ratio=(1.0, 1.0), auto_augment=ra, **kw)}
 
 def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch_size: int = 200, ops: bool = False,
@@ -157,7 +158,9 @@ def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minut
             "saliency_iou": {r: round(v, 3) for r, v in saliency["iou_object"].items()},
             "saliency": saliency.round(3).to_dict(orient="index"),
             **({"view_top1": views} if views else {}),
-            "demo_minutes": round(minutes, 1)}
+            "demo_minutes": round(minutes, 1),
+            **({"adaptation_runs_trained": int((~runs.reused.astype(bool)).sum()), "adaptation_runs": len(runs)}
+               if "reused" in runs else {})}
 
 def summary_markdown(s: dict) -> str:
     zs = "\n".join(f"| zero-shot: {k} | {v:.2f} | — |" for k, v in s["zeroshot_top1"].items())
@@ -169,7 +172,11 @@ def summary_markdown(s: dict) -> str:
             f"Gain of microCLIP over the best zero-shot head: {s['gain_over_best_zeroshot']:+.2f} points.\n\n"
             "Saliency of the adapted model (seed 0): NCut mask and SOAP attention peak vs ground truth:\n\n" +
             markdown_table(pd.DataFrame(s["saliency"]).T, ".3f") + _views_markdown(s.get("view_top1")) +
-            f"\n\nDemo time: {s['demo_minutes']} min.\n")
+            f"\n\nDemo time: {s['demo_minutes']} min{_trained(s)}.\n")
+
+def _trained(s: dict) -> str:
+    if "adaptation_runs" not in s: return ""
+    return f" ({s['adaptation_runs_trained']} of {s['adaptation_runs']} adaptation runs trained by this invocation, the rest read from runs/)"
 
 def _views_markdown(v: dict | None) -> str:
     if not v: return ""

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from .core import Config, MicroclipError, config_hash, reports_dir, runs_dir, write_text
+from .core import Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, write_text
 from .study import ABLATIONS, ZEROSHOT_FIELDS, run_status, zeroshot_run_dir
 from .train import input_fingerprint, run_name
 
@@ -60,6 +60,7 @@ def load_runs(root=None) -> pd.DataFrame:
     rows = []
     for run in sorted({p.parent for p in [*root.glob("*/*/config.yaml"), *root.glob("*/*/study.json")]}):
         cfg = _read(run / "config.yaml", {})                    # missing when a run failed before it started training
+        if cfg: cfg = {**LATE_OPTIONS, **cfg}                   # options added after the run: the values it ran with
         zs = run.name.startswith("zeroshot-")
         reqs = _read(run / "study.json", {"requests": [{"experiment": "zeroshot" if zs else "adapt"}]})["requests"]
         params = reqs[0].get("parameters", {})
@@ -233,8 +234,12 @@ def _integer_epochs(g):
 def epoch_metrics(runs: pd.DataFrame, methods=("microclip", "baseline")) -> pd.DataFrame:
     "Long per-epoch metrics of the finished main adaptation runs (one row per run and epoch)."
     sel = runs[(runs.status == "finished") & runs.method.isin(methods) & runs.experiments.str.contains("adapt")] if len(runs) else runs
+    if len(sel): sel = sel.assign(targets=[c.get("targets", "pseudo") for c in sel.config])
+    multi = sel.groupby(["method", "targets"]).recipe.nunique() > 1 if len(sel) else {}   # recipe named only when needed
+    label = lambda r: (METHOD_LABELS.get(r.method, r.method) + (" [true labels: upper bound]" if r.targets == "labels" else "")
+                       + (f" [{r.recipe}]" if multi[(r.method, r.targets)] else ""))
     frames = [pd.read_json(Path(r.path) / "metrics.jsonl", lines=True).assign(
-              dataset=r.dataset, method=METHOD_LABELS.get(r.method, r.method), seed=r.seed, recipe=r.recipe) for r in sel.itertuples()]
+              dataset=r.dataset, method=label(r), seed=r.seed, recipe=r.recipe, targets=r.targets) for r in sel.itertuples()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 # %% ../nbs/18_reports.ipynb #c028
@@ -243,14 +248,17 @@ PL_LABELS = {"pl_acc_prior": "frozen prior (multi-view × W_LLM)", "pl_acc_dynam
 def fig_pseudo_labels(em: pd.DataFrame, path: Path) -> Path | None:
     "Pseudo-label accuracy (%) of prior, dynamic and DKA over epochs, one panel per dataset (microCLIP runs)."
     if em.empty or "pl_acc_dka" not in em: return None
-    d = em[(em.method == METHOD_LABELS["microclip"]) & (em.epoch >= 1)].melt(
-        id_vars=["dataset", "seed", "epoch"], value_vars=list(PL_LABELS), var_name="source", value_name="accuracy")
+    keep = em.method.str.startswith(METHOD_LABELS["microclip"]) & (em.epoch >= 1)
+    if "targets" in em: keep &= em.targets == "pseudo"                  # runs trained on the true labels do not use them
+    d = em[keep].melt(id_vars=["dataset", "method", "seed", "epoch"], value_vars=list(PL_LABELS), var_name="source",
+                      value_name="accuracy")
     if d.empty: return None
     d["source"] = d.source.map(PL_LABELS)
     plt, sns = _plt()
-    g = sns.relplot(d, x="epoch", y="accuracy", hue="source", col="dataset", col_wrap=min(4, d.dataset.nunique()),
+    grid = dict(col="dataset", row="method") if d.method.nunique() > 1 else dict(col="dataset", col_wrap=min(4, d.dataset.nunique()))
+    g = sns.relplot(d, x="epoch", y="accuracy", hue="source", **grid,
                     kind="line", errorbar="sd", marker="o", height=2.8, aspect=1.2, facet_kws={"sharey": False})
-    g.set_axis_labels("epoch", "pseudo-label accuracy (%)").set_titles("{col_name}")
+    g.set_axis_labels("epoch", "pseudo-label accuracy (%)").set_titles("{col_name}" if d.method.nunique() == 1 else "{row_name} | {col_name}")
     _integer_epochs(g)
     g.figure.suptitle("Pseudo-label accuracy per component (mean ± s.d. over seeds)", y=1.04)
     return _save(g.figure, path)
@@ -368,7 +376,8 @@ def make_report(runs_root=None, out=None, figures: bool = True, saliency_images:
                         ("test_top1", fig_test_top1(em, fd / "test_top1.png")), ("gamma", fig_gamma(runs, fd / "gamma_sensitivity.png"))]:
             if p: made[name] = [p]
         fin = runs[(runs.status == "finished") & (runs.method == "microclip") & runs.experiments.str.contains("adapt")] if len(runs) else runs
-        fin = fin[[(Path(p) / "checkpoint.pt").exists() for p in fin.path]] if len(fin) else fin
+        fin = fin[[(Path(p) / "checkpoint.pt").exists() and c.get("targets", "pseudo") == "pseudo"   # the method's own runs
+                   for p, c in zip(fin.path, fin.config)]] if len(fin) else fin
         for r in fin.sort_values(["dataset", "seed", "run"]).groupby("dataset").head(1).itertuples() if len(fin) else []:
             made[f"saliency_{r.dataset}"] = [fig_saliency(r.path, fd / f"saliency_{r.dataset}.png", saliency_images)]
     write_text(out / "README.md", report_index(made, out, runs))

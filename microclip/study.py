@@ -26,6 +26,7 @@ ABLATIONS = {   # axis → list of config overrides; the released default is one
     "ncut": [{"ncut_threshold": t, "ncut_sign": s} for t in ("std", "mean") for s in ("invert", "rethreshold")],
     "soap_lr": [{"soap_lr_scale": v} for v in (1.0, 0.1, 0.0)],       # a fix, not a paper ablation (notebook 11)
     "targets": [{"targets": t} for t in ("pseudo", "labels")],       # the recipe with true labels: its upper bound (notebook 11)
+    "strong_view": [{"strong_view": v} for v in ("released", "crop", "weak")],   # what the student sees (notebook 07)
 }
 
 # settings that change a zero-shot score; every other field (training schedule, seed, ...) does not

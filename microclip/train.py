@@ -269,7 +269,8 @@ def _setup(cfg: Config, inputs: Inputs, device):
     model = build_model(bb, heads, cfg).to(device)
     if cfg.compile: compile_blocks(model)
     n_crops = cfg.n_crops if cfg.method == "microclip" else 0
-    inputs.train.transform = TrainViews(bb.image_size, bb.mean, bb.std, n_crops, (cfg.crop_scale_min, cfg.crop_scale_max))
+    inputs.train.transform = TrainViews(bb.image_size, bb.mean, bb.std, n_crops, (cfg.crop_scale_min, cfg.crop_scale_max),
+                                        cfg.strong_view)
     inputs.test.transform = eval_transform(bb.image_size, bb.mean, bb.std, cfg.eval_crop)
     return model, heads
 

@@ -13,10 +13,11 @@ from timm.data import create_transform
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
+from .core import check_choice
 
 # %% auto #0
-__all__ = ['weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform', 'random_square_crop', 'TrainViews',
-           'normalize_views', 'sample_seed', 'seeded_rngs', 'SeededSamples']
+__all__ = ['STRONG_VIEWS', 'weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform', 'random_square_crop',
+           'TrainViews', 'normalize_views', 'sample_seed', 'seeded_rngs', 'SeededSamples']
 
 # %% ../nbs/07_views.ipynb #c005
 def _tail(mean, std): return [T.ToTensor(), T.Normalize(mean, std)]
@@ -34,15 +35,20 @@ def eval_transform(size: int, mean, std, crop: str = "center") -> T.Compose:
     c = T.CenterCrop(size) if crop == "center" else T.RandomCrop(size)
     return T.Compose([T.Resize(size, interpolation=InterpolationMode.BICUBIC), c, *_tail(mean, std)])
 
-def strong_transform(size: int, mean, std, normalize: bool = True):
-    "Strong view: RandomResizedCrop(0.3–1) + flip + RandAugment m9 mstd0.5 (timm); `normalize=False` stops at PIL."
+STRONG_VIEWS = ("released", "crop", "weak")
+
+def strong_transform(size: int, mean, std, normalize: bool = True, kind: str = "released"):
+    """Strong view (`kind='released'`): RandomResizedCrop(0.3–1) + flip + RandAugment m9 mstd0.5 (timm); `'crop'`: without
+    RandAugment; `'weak'`: the weak view. `normalize=False` stops at PIL."""
+    check_choice("strong view", kind, STRONG_VIEWS)
+    if kind == "weak": return weak_transform(size, mean, std) if normalize else weak_geometry(size)
     kw = dict(input_size=size, is_training=True, scale=(0.3, 1.0), hflip=0.5, color_jitter=0.,
-              auto_augment="rand-m9-mstd0.5-inc1", interpolation="bicubic", mean=mean, std=std)
+              auto_augment="rand-m9-mstd0.5-inc1" if kind == "released" else None, interpolation="bicubic", mean=mean, std=std)
     if normalize: return create_transform(**kw)
     geometry, augment, _ = create_transform(**kw, separate=True)   # the last part is ToTensor + Normalize
     return T.Compose([*geometry.transforms, *augment.transforms])
 
-# %% ../nbs/07_views.ipynb #c008
+# %% ../nbs/07_views.ipynb #c010
 def random_square_crop(img: Image.Image, lo: float = 0.5, hi: float = 0.9) -> Image.Image:
     "A square crop with side U(lo, hi)·min(W, H) at a uniformly random position."
     w, h = img.size
@@ -51,13 +57,13 @@ def random_square_crop(img: Image.Image, lo: float = 0.5, hi: float = 0.9) -> Im
     y = int(torch.randint(0, h - side + 1, ()))
     return img.crop((x, y, x + side, y + side))
 
-# %% ../nbs/07_views.ipynb #c011
+# %% ../nbs/07_views.ipynb #c013
 class TrainViews:
     "Weak, strong and `n_crops` crop views of one PIL image, as uint8 tensors (normalise with `normalize_views`)."
-    def __init__(self, size: int, mean, std, n_crops: int = 8, crop_scale=(0.5, 0.9)):
-        self.size, self.n_crops, self.crop_scale = size, n_crops, tuple(crop_scale)
+    def __init__(self, size: int, mean, std, n_crops: int = 8, crop_scale=(0.5, 0.9), strong: str = "released"):
+        self.size, self.n_crops, self.crop_scale, self.strong_kind = size, n_crops, tuple(crop_scale), strong
         self.mean, self.std = tuple(mean), tuple(std)
-        self.weak, self.strong = weak_geometry(size), strong_transform(size, mean, std, normalize=False)
+        self.weak, self.strong = weak_geometry(size), strong_transform(size, mean, std, normalize=False, kind=strong)
         self.to_tensor = T.PILToTensor()                               # (3, S, S) uint8, no copy of the maths
 
     def __call__(self, img: Image.Image):
@@ -67,9 +73,9 @@ class TrainViews:
         crops = torch.stack(crops) if crops else torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
         return t(self.weak(img)), t(self.strong(img)), crops  # (3,S,S), (3,S,S), (K,3,S,S) uint8
 
-    def __repr__(self): return f"TrainViews(size={self.size}, n_crops={self.n_crops}, crop_scale={self.crop_scale})"
+    def __repr__(self): return f"TrainViews(size={self.size}, n_crops={self.n_crops}, crop_scale={self.crop_scale}, strong={self.strong_kind!r})"
 
-# %% ../nbs/07_views.ipynb #c012
+# %% ../nbs/07_views.ipynb #c014
 def normalize_views(x: torch.Tensor, mean, std, dtype=torch.float32) -> torch.Tensor:
     "uint8 images (..., 3, S, S) → (x/255 − mean)/std in `dtype`, exactly as `ToTensor` + `Normalize` compute it."
     if x.dtype != torch.uint8: raise TypeError(f"normalize_views expects uint8 images, got {x.dtype}")
@@ -77,7 +83,7 @@ def normalize_views(x: torch.Tensor, mean, std, dtype=torch.float32) -> torch.Te
     s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1)
     return x.float().div_(255).sub_(m).div_(s).to(dtype)
 
-# %% ../nbs/07_views.ipynb #c017
+# %% ../nbs/07_views.ipynb #c019
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     "A 63-bit seed for sample `index` in `epoch` of a run seeded with `seed`."
     h = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
@@ -92,7 +98,7 @@ def seeded_rngs(seed: int):
     finally:
         random.setstate(states[0]); np.random.set_state(states[1]); torch.set_rng_state(states[2])
 
-# %% ../nbs/07_views.ipynb #c018
+# %% ../nbs/07_views.ipynb #c020
 class SeededSamples(Dataset):
     "Wrap a dataset so item i of epoch e is drawn with RNGs seeded from (seed, e, i)."
     def __init__(self, ds, seed: int = 0):
