@@ -94,8 +94,10 @@ def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 def torch_save(obj, path) -> None:
-    "Atomically `torch.save` `obj` to `path`."
-    with atomic_path(path) as tmp: torch.save(obj, tmp)
+    "Atomically `torch.save` `obj` to `path`; the bytes depend on `obj` only (same object → same SHA-256)."
+    # through a file handle torch names the archive's inner folder "archive"; given a path it would use the
+    # temporary file's random name, and two saves of the same weights would differ in their bytes
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh: torch.save(obj, fh)
 
 def sha256(path) -> str:
     "Hex SHA-256 of a file, read in 1 MiB blocks (checkpoints, downloads, run-folder fingerprints)."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_tinyclip.ipynb #c002
 from __future__ import annotations
-import dataclasses, json, math, os, shutil, time
+import dataclasses, hashlib, json, math, os, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -21,10 +21,10 @@ from .soap import masked_mean, ncut_foreground
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input', 'clip_loss', 'lr_factor', 'param_groups',
-           'CaptionStream', 'PretrainConfig', 'export_weights', 'attention_pooled', 'pretrain', 'load_split_arrays',
-           'image_features', 'text_features', 'prompt_head', 'description_head', 'linear_probe', 'attribute_zero_shot',
-           'error_attributes', 'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log', 'pretrain_recipe',
-           'default_checkpoint', 'publish', 'pretrain_and_publish']
+           'CaptionStream', 'PretrainConfig', 'export_weights', 'state_digest', 'attention_pooled', 'pretrain',
+           'load_split_arrays', 'image_features', 'text_features', 'prompt_head', 'description_head', 'linear_probe',
+           'attribute_zero_shot', 'error_attributes', 'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log',
+           'pretrain_recipe', 'default_checkpoint', 'publish', 'pretrain_and_publish']
 
 # %% ../nbs/14_tinyclip.ipynb #c005
 MODEL_NAME = "microclip-tiny"
@@ -112,7 +112,15 @@ def export_weights(model, path) -> Path:
     torch_save(sd, path)
     return Path(path)
 
-# %% ../nbs/14_tinyclip.ipynb #c022
+def state_digest(path) -> str:
+    "SHA-256 of a weights file's tensors (names, dtypes, shapes, values): equal weights give equal digests in any container."
+    sd, h = torch.load(path, map_location="cpu", weights_only=True), hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k].detach().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode()); h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+# %% ../nbs/14_tinyclip.ipynb #c023
 def _start(run: Path, cfg: PretrainConfig):
     "Model, optimiser and first step: fresh, or resumed from `run/state.pt` (refusing a different config)."
     model, _ = create_tiny(pretrained=cfg.init_from, seed=cfg.seed)
@@ -130,7 +138,7 @@ def _start(run: Path, cfg: PretrainConfig):
     write_text(run / "log.tsv", "\n".join([rows[0]] + [r for r in rows[1:] if int(r.split("\t")[0]) <= st["step"]]) + "\n")
     return model, opt, st["step"]
 
-# %% ../nbs/14_tinyclip.ipynb #c023
+# %% ../nbs/14_tinyclip.ipynb #c024
 def attention_pooled(patches: torch.Tensor) -> torch.Tensor:
     "SOAP's readout at initialisation (identity maps, zero null token, query = NCut-foreground mean): (B, N, D) → (B, D)."
     mask, _ = ncut_foreground(patches.detach())
@@ -146,7 +154,7 @@ def _image_embeddings(model, bb: Backbone | None, x: torch.Tensor, pooled: bool 
     extra = [bb.project(out.patches.mean(1))] + ([bb.project(attention_pooled(out.patches))] if pooled else [])
     return out.g, [F.normalize(e, dim=-1) for e in extra]
 
-# %% ../nbs/14_tinyclip.ipynb #c025
+# %% ../nbs/14_tinyclip.ipynb #c026
 def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, log_every: int = 20,
              eval_root=None, eval_every: int = 400, workers: int = 1, threads: int | None = None, progress: bool = True,
              stop_at: int | None = None) -> Path | None:
@@ -194,7 +202,7 @@ def _elapsed(run: Path) -> float:
     try: return float((run / "log.tsv").read_text().strip().split("\n")[-1].split("\t")[5])
     except (OSError, IndexError, ValueError): return 0.0
 
-# %% ../nbs/14_tinyclip.ipynb #c027
+# %% ../nbs/14_tinyclip.ipynb #c028
 def load_split_arrays(root, split: str):
     "All images of an image-folder split as (uint8 (n,H,W,3), labels (n,), relative paths)."
     root = Path(root)
@@ -217,7 +225,7 @@ def text_features(model, tok, texts: list[str]) -> torch.Tensor:
     model.eval()
     return torch.cat([model.encode_text(tok(texts[i:i + 512]), normalize=True) for i in range(0, len(texts), 512)]).cpu()
 
-# %% ../nbs/14_tinyclip.ipynb #c028
+# %% ../nbs/14_tinyclip.ipynb #c029
 def prompt_head(model, tok, classnames, templates) -> torch.Tensor:
     "Hand-crafted class embeddings (C, d): the method's `hand_crafted_head` on this model's text tower."
     return hand_crafted_head(lambda texts: text_features(model, tok, texts), classnames, templates)
@@ -226,7 +234,7 @@ def description_head(model, tok, descriptions: dict, classnames) -> torch.Tensor
     "CuPL prototype (C, d): the method's `mean_head` of the encoded descriptions."
     return mean_head(*encode_descriptions(lambda texts: text_features(model, tok, texts), descriptions, classnames))
 
-# %% ../nbs/14_tinyclip.ipynb #c029
+# %% ../nbs/14_tinyclip.ipynb #c030
 def linear_probe(ftr, ytr, fte, yte, epochs: int = 200, wd: float = 1e-3, seed: int = 0) -> float:
     "Test top-1 (%) of an L2-regularised logistic regression fit on (ftr, ytr) by L-BFGS — a labelled diagnostic only."
     mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
@@ -242,7 +250,7 @@ def linear_probe(ftr, ytr, fte, yte, epochs: int = 200, wd: float = 1e-3, seed: 
     opt.step(closure)
     with torch.no_grad(): return ((xte @ W + b).argmax(1) == yte).float().mean().item() * 100
 
-# %% ../nbs/14_tinyclip.ipynb #c032
+# %% ../nbs/14_tinyclip.ipynb #c033
 class _ZeroShotProbe:
     "Hand-crafted zero-shot top-1 (%) on `root`'s test split, for logging during pretraining."
     def __init__(self, root, model):
@@ -255,7 +263,7 @@ class _ZeroShotProbe:
         model.train(was)
         return f"{((f @ W.T).argmax(1).numpy() == self.y).mean() * 100:.1f}"
 
-# %% ../nbs/14_tinyclip.ipynb #c034
+# %% ../nbs/14_tinyclip.ipynb #c035
 def attribute_zero_shot(model, tok, feats: torch.Tensor, labels, classnames) -> dict[str, float]:
     "Per attribute: top-1 (%) of zero-shot 'a bird with <value phrase>.' prompts over its values."
     out, rng = {}, np.random.default_rng(0)
@@ -272,7 +280,7 @@ def error_attributes(pred, labels, classnames) -> dict[str, float]:
     return {a: round(100 * sum(mw.SPECIES[p][a] != mw.SPECIES[y][a] for p, y in wrong) / max(1, len(wrong)), 1)
             for a in mw.ATTRIBUTES}
 
-# %% ../nbs/14_tinyclip.ipynb #c035
+# %% ../nbs/14_tinyclip.ipynb #c036
 def nuisance_breakdown(correct: np.ndarray, files: list[str], root) -> dict[str, float]:
     "Zero-shot top-1 (%) by the bird's scale (thirds of the range) and by occlusion, from `images.jsonl`."
     info = {r["file"]: r for r in map(json.loads, (Path(root) / "images.jsonl").read_text().splitlines())}
@@ -281,7 +289,7 @@ def nuisance_breakdown(correct: np.ndarray, files: list[str], root) -> dict[str,
     groups = {"small": sc < lo, "medium": (sc >= lo) & (sc < hi), "large": sc >= hi, "occluded": occ, "clear": ~occ}
     return {k: round(float(correct[m].mean() * 100), 1) if m.any() else None for k, m in groups.items()}
 
-# %% ../nbs/14_tinyclip.ipynb #c036
+# %% ../nbs/14_tinyclip.ipynb #c037
 def diagnose(model_or_path, root=None, out=None, probe_epochs: int = 200) -> dict:
     "Probe, zero-shot (prompts and descriptions), per-attribute and error analysis of a tiny CLIP on the microworld."
     root = Path(root) if root is not None else data_dir() / "microworld"
@@ -305,7 +313,7 @@ def diagnose(model_or_path, root=None, out=None, probe_epochs: int = 200) -> dic
     if out is not None: write_json(out, r)
     return r
 
-# %% ../nbs/14_tinyclip.ipynb #c038
+# %% ../nbs/14_tinyclip.ipynb #c039
 def read_log(run_dir) -> dict[str, np.ndarray]:
     "The run's `log.tsv` as columns."
     rows = [l.split("\t") for l in (Path(run_dir) / "log.tsv").read_text().strip().split("\n")]
@@ -324,7 +332,7 @@ def plot_log(run_dir) -> Path:
     fig.tight_layout(); fig.savefig(Path(run_dir) / "loss.png", dpi=120); plt.close(fig)
     return Path(run_dir) / "loss.png"
 
-# %% ../nbs/14_tinyclip.ipynb #c042
+# %% ../nbs/14_tinyclip.ipynb #c043
 RECIPE = (PretrainConfig(),
           PretrainConfig(steps=300, lr=3e-4, warmup=30, stream_offset=3200, pool_weight=1.0))
 
@@ -338,12 +346,12 @@ def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int =
         weights = pretrain(run_root / f"stage{k}", cfg, eval_root=eval_root, workers=workers, threads=threads, progress=progress)
     return weights
 
-# %% ../nbs/14_tinyclip.ipynb #c045
+# %% ../nbs/14_tinyclip.ipynb #c046
 def default_checkpoint() -> Path:
     "Where the published tiny-CLIP weights live: `data_dir()/pretrained/microclip-tiny/microclip-tiny.pt`."
     return data_dir() / "pretrained" / MODEL_NAME / f"{MODEL_NAME}.pt"
 
-# %% ../nbs/14_tinyclip.ipynb #c046
+# %% ../nbs/14_tinyclip.ipynb #c047
 def publish(run_dir, dest=None, command: str = "make pretrain", diagnose_root=None, earlier_stages=()) -> Path:
     "Copy a finished run's weights, log, curve, config and diagnosis (made now on `diagnose_root`, if given) to `dest` with a manifest."
     run, dest = Path(run_dir), Path(dest) if dest is not None else default_checkpoint().parent
@@ -360,6 +368,7 @@ def publish(run_dir, dest=None, command: str = "make pretrain", diagnose_root=No
         else: (dest / f).unlink(missing_ok=True)                    # never leave an older run's file beside new weights
     stages = [json.loads((Path(st) / "config.json").read_text()) for st in earlier_stages]
     write_json(dest / "manifest.json", dict(model=MODEL_NAME, file=f"{MODEL_NAME}.pt", sha256=sha256(dest / f"{MODEL_NAME}.pt"),
+                                            state_sha256=state_digest(dest / f"{MODEL_NAME}.pt"),
                                             command=command, config=json.loads((run / "config.json").read_text()),
                                             **({"earlier_stages": stages} if stages else {}),
                                             torch=torch.__version__, open_clip=open_clip.__version__))
