@@ -59,16 +59,20 @@ def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | 
     return pd.DataFrame(rows)
 
 # %% ../nbs/16_demo.ipynb #c009
-@torch.no_grad()
-def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", batch_size: int = 100, seed: int = 0,
-                           progress: bool = True) -> dict:
-    "Top-1 (%) of zero-shot heads and of microCLIP's readouts and pseudo-labels before adaptation (see above)."
+def _tiny_clip_and_heads(weights=None, root=None):
+    "The tiny CLIP (published weights by default), the world's folder, its classes and the zero-shot heads."
     weights = Path(weights) if weights is not None else project_weights("microclip-tiny", "microworld")
     root = Path(root) if root is not None else ensure_world()
     classes = (root / "classes.txt").read_text().strip().split("\n")
     bb = Backbone.from_name("microclip-tiny", pretrained=str(weights))
+    return bb, root, classes, build_heads(bb, classes, json.loads((root / "descriptions.json").read_text()), list(mw.TEMPLATES))
+
+@torch.no_grad()
+def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", batch_size: int = 100, seed: int = 0,
+                           progress: bool = True) -> dict:
+    "Top-1 (%) of zero-shot heads and of microCLIP's readouts and pseudo-labels before adaptation (see above)."
+    bb, root, classes, heads = _tiny_clip_and_heads(weights, root)
     cfg = load_config(config)
-    heads = build_heads(bb, classes, json.loads((root / "descriptions.json").read_text()), list(mw.TEMPLATES))
     model = build_model(bb, heads, cfg).eval()
     W, acc = heads["description mean"], lambda s, y: round(float((s.argmax(1) == y).float().mean()) * 100, 2)
     test, train = (load_split("microworld", sp, root=root) for sp in ("test", "train"))
@@ -115,11 +119,8 @@ def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch
                     progress: bool = True) -> dict:
     "Zero-shot top-1 (%) of the frozen model on `n` train images through each training view (and each RandAugment op)."
     from timm.data.auto_augment import AugmentOp, _RAND_INCREASING_TRANSFORMS
-    weights = Path(weights) if weights is not None else project_weights("microclip-tiny", "microworld")
-    root = Path(root) if root is not None else ensure_world()
-    classes = (root / "classes.txt").read_text().strip().split("\n")
-    bb = Backbone.from_name("microclip-tiny", pretrained=str(weights))
-    W = build_heads(bb, classes, json.loads((root / "descriptions.json").read_text()), list(mw.TEMPLATES))["description mean"]
+    bb, root, _, heads = _tiny_clip_and_heads(weights, root)
+    W = heads["description mean"]
     train = load_split("microworld", "train", root=root)
     idx = np.random.default_rng(seed).permutation(len(train))[:n]
     images = [Image.open(train.samples[i][0]).convert("RGB") for i in idx]
