@@ -13,7 +13,7 @@ from timm.data import create_transform
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
-from .core import check_choice
+from .core import CHOICES, check_choice
 
 # %% auto #0
 __all__ = ['STRONG_VIEWS', 'weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform', 'random_square_crop',
@@ -35,7 +35,7 @@ def eval_transform(size: int, mean, std, crop: str = "center") -> T.Compose:
     c = T.CenterCrop(size) if crop == "center" else T.RandomCrop(size)
     return T.Compose([T.Resize(size, interpolation=InterpolationMode.BICUBIC), c, *_tail(mean, std)])
 
-STRONG_VIEWS = ("released", "crop", "weak")
+STRONG_VIEWS = CHOICES["strong_view"]                      # the values `Config.strong_view` accepts
 
 def strong_transform(size: int, mean, std, normalize: bool = True, kind: str = "released"):
     """Strong view (`kind='released'`): RandomResizedCrop(0.3–1) + flip + RandAugment m9 mstd0.5 (timm); `'crop'`: without
