@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from . import microworld as mw
 from .backbone import Backbone
 from .model import build_heads, build_model
-from .views import TrainViews, normalize_views, seeded_rngs, strong_transform, weak_geometry, random_square_crop
+from .views import (TrainViews, normalize_views, seeded_rngs, strong_transform, weak_transform,
+                             random_square_crop, RAND_AUGMENT)
 import torchvision.transforms as T
 
 # %% auto #0
@@ -50,8 +51,9 @@ def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | 
     for method in methods:
         for seed in seeds:
             cfg = load_config("microworld", {"method": method, "seed": seed, **(overrides or {})})
-            if progress: print(f"[demo] {method}, seed {seed} → {default_run_dir(cfg)}", flush=True)
-            reused = (default_run_dir(cfg) / "final.json").exists()       # a finished run is read, not retrained
+            run = default_run_dir(cfg)
+            if progress: print(f"[demo] {method}, seed {seed} → {run}", flush=True)
+            reused = (run / "final.json").exists()                        # a finished run is read, not retrained
             res = train(cfg, progress=progress)
             rows.append({"method": method, "seed": seed, "top1": res["top1"], "top1_cls": res["top1_cls"],
                          "top1_fg": res.get("top1_fg"), "mean_per_class": res["mean_per_class"], "run": res["run"], "reused": reused,
@@ -110,10 +112,9 @@ def _strong_parts(size: int, mean, std) -> dict:
     "The released strong view and its two halves (crop + flip; RandAugment on the whole image)."
     from timm.data import create_transform
     kw = dict(input_size=size, is_training=True, hflip=0.5, color_jitter=0., interpolation="bicubic", mean=mean, std=std)
-    ra = "rand-m9-mstd0.5-inc1"
     return {"strong (released)": strong_transform(size, mean, std),
             "strong: crop + flip only": strong_transform(size, mean, std, kind="crop"),
-            "strong: RandAugment only": create_transform(scale=(1.0, 1.0), ratio=(1.0, 1.0), auto_augment=ra, **kw)}
+            "strong: RandAugment only": create_transform(scale=(1.0, 1.0), ratio=(1.0, 1.0), auto_augment=RAND_AUGMENT, **kw)}
 
 def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch_size: int = 200, ops: bool = False,
                     progress: bool = True) -> dict:
@@ -127,8 +128,8 @@ def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch
     y = torch.tensor([train.samples[i][1] for i in idx])
     tail = T.Compose([T.ToTensor(), T.Normalize(bb.mean, bb.std)])
     S = bb.image_size
-    views = {"weak": T.Compose([weak_geometry(S), tail]), **_strong_parts(S, bb.mean, bb.std),
-             "crop (multi-view prior)": T.Compose([T.Lambda(lambda im: random_square_crop(im, 0.5, 0.9)), weak_geometry(S), tail])}
+    views = {"weak": weak_transform(S, bb.mean, bb.std), **_strong_parts(S, bb.mean, bb.std),
+             "crop (multi-view prior)": T.Compose([T.Lambda(lambda im: random_square_crop(im, 0.5, 0.9)), weak_transform(S, bb.mean, bb.std)])}
     if ops:
         hp = dict(translate_pct=0.45, img_mean=tuple(round(255 * m) for m in bb.mean), magnitude_std=0.5)
         views.update({f"RandAugment op: {o}": T.Compose([AugmentOp(o, prob=1.0, magnitude=9, hparams=hp), tail])

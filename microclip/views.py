@@ -16,8 +16,8 @@ from torchvision.transforms import InterpolationMode
 from .core import CHOICES, check_choice
 
 # %% auto #0
-__all__ = ['STRONG_VIEWS', 'weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform', 'random_square_crop',
-           'TrainViews', 'normalize_views', 'sample_seed', 'seeded_rngs', 'SeededSamples']
+__all__ = ['RAND_AUGMENT', 'STRONG_VIEWS', 'weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform',
+           'random_square_crop', 'TrainViews', 'normalize_views', 'sample_seed', 'seeded_rngs', 'SeededSamples']
 
 # %% ../nbs/07_views.ipynb #c005
 def _tail(mean, std): return [T.ToTensor(), T.Normalize(mean, std)]
@@ -35,6 +35,7 @@ def eval_transform(size: int, mean, std, crop: str = "center") -> T.Compose:
     c = T.CenterCrop(size) if crop == "center" else T.RandomCrop(size)
     return T.Compose([T.Resize(size, interpolation=InterpolationMode.BICUBIC), c, *_tail(mean, std)])
 
+RAND_AUGMENT = "rand-m9-mstd0.5-inc1"                       # the released RandAugment policy (timm's notation)
 STRONG_VIEWS = CHOICES["strong_view"]                      # the values `Config.strong_view` accepts
 
 def strong_transform(size: int, mean, std, normalize: bool = True, kind: str = "released"):
@@ -43,7 +44,7 @@ def strong_transform(size: int, mean, std, normalize: bool = True, kind: str = "
     check_choice("strong view", kind, STRONG_VIEWS)
     if kind == "weak": return weak_transform(size, mean, std) if normalize else weak_geometry(size)
     kw = dict(input_size=size, is_training=True, scale=(0.3, 1.0), hflip=0.5, color_jitter=0.,
-              auto_augment="rand-m9-mstd0.5-inc1" if kind == "released" else None, interpolation="bicubic", mean=mean, std=std)
+              auto_augment=RAND_AUGMENT if kind == "released" else None, interpolation="bicubic", mean=mean, std=std)
     if normalize: return create_transform(**kw)
     geometry, augment, _ = create_transform(**kw, separate=True)   # the last part is ToTensor + Normalize
     return T.Compose([*geometry.transforms, *augment.transforms])
