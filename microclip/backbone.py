@@ -4,21 +4,21 @@
 
 # %% ../nbs/01_backbone.ipynb #c002
 from __future__ import annotations
-import difflib, os
+import difflib, os, re
 from pathlib import Path
 from typing import NamedTuple
 import open_clip
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from open_clip.transformer import QuickGELU, ResidualAttentionBlock, VisionTransformer
 from fastcore.basics import patch
 from torch.utils.checkpoint import checkpoint
-from .core import PKG_DIR, MicroclipError, check_choice, data_dir, project_root
+from .core import PKG_DIR, MicroclipError, check_choice, data_dir, project_root, sha256
 
 # %% auto #0
-__all__ = ['CKPT_SUFFIXES', 'PROJECT_WEIGHTS', 'project_weights', 'create_clip', 'tiny_clip', 'value_value', 'VisualOut',
-           'Backbone']
+__all__ = ['CKPT_SUFFIXES', 'PROJECT_WEIGHTS', 'project_weights', 'uses_quick_gelu', 'weights_quick_gelu', 'check_activation',
+           'create_clip', 'tiny_clip', 'value_value', 'VisualOut', 'Backbone']
 
 # %% ../nbs/01_backbone.ipynb #c005
 _CONFIGS_REGISTERED = False
@@ -65,6 +65,38 @@ def _resolve_pretrained(name: str, pretrained: str | os.PathLike | None) -> str 
         raise MicroclipError(f"checkpoint file {p} does not exist (pretrained= for model {name!r})")
     check_choice(f"pretrained tag for {name} (or a checkpoint file)", pretrained, tags)
 
+# %% ../nbs/01_backbone.ipynb #c009b
+def uses_quick_gelu(model: nn.Module) -> bool:
+    "Whether the transformer MLPs of `model` use QuickGELU (OpenAI CLIP's activation) rather than GELU."
+    return any(isinstance(m, QuickGELU) for m in model.modules())
+
+def _openai_files() -> dict[str, str]:
+    "{SHA-256: file name} of the QuickGELU checkpoints open_clip downloads from an address that carries its digest."
+    out = {}
+    for model, tag in open_clip.list_pretrained():
+        cfg = open_clip.get_pretrained_cfg(model, tag)
+        parts = (cfg.get("url") or "").split("/")
+        if cfg.get("quick_gelu") and len(parts) > 1 and re.fullmatch("[0-9a-f]{64}", parts[-2]): out[parts[-2]] = parts[-1]
+    return out
+
+def weights_quick_gelu(name: str, pretrained: str | None) -> bool | None:
+    "Whether weights `pretrained` (a tag of `name`, or a checkpoint file) were trained with QuickGELU; None if unknown."
+    if pretrained is None: return None
+    cfg = open_clip.get_pretrained_cfg(name, str(pretrained)) if ":" not in name else {}
+    if cfg: return bool(cfg.get("quick_gelu", False))
+    p = Path(pretrained)
+    known = _openai_files()
+    if p.is_file() and p.name in known.values(): return True if sha256(p) in known else None
+    return None
+
+def check_activation(model: nn.Module, quick: bool | None, what: str) -> None:
+    "Raise if `model`'s activation disagrees with what its weights were trained with (`quick`; None = unknown)."
+    if quick is None or uses_quick_gelu(model) == quick: return
+    want, got = ("QuickGELU", "nn.GELU") if quick else ("nn.GELU", "QuickGELU")
+    raise MicroclipError(f"{what} were trained with {want} but the model uses {got}; use the model name's "
+                         f"{'-quickgelu variant' if quick else 'variant without -quickgelu'} (or let microclip pick it: "
+                         f"do not pass force_quick_gelu)")
+
 # %% ../nbs/01_backbone.ipynb #c010
 def create_clip(name: str, pretrained: str | None = None, image_size: int | None = None,
                 device="cpu", **kwargs) -> tuple[nn.Module, object]:
@@ -72,6 +104,8 @@ def create_clip(name: str, pretrained: str | None = None, image_size: int | None
     _register_project_configs()
     _check_model_name(name)
     ckpt = _resolve_pretrained(name, pretrained)
+    quick = weights_quick_gelu(name, ckpt)
+    if quick: kwargs.setdefault("force_quick_gelu", True)       # the activation the weights were trained with
     try:
         model = open_clip.create_model(name, pretrained=ckpt, force_image_size=image_size, device=device, **kwargs)
     except Exception as e:
@@ -80,6 +114,7 @@ def create_clip(name: str, pretrained: str | None = None, image_size: int | None
             raise MicroclipError(f"checkpoint {ckpt} does not fit model {name!r}: {first}") from e
         raise MicroclipError(f"could not create open_clip model {name!r} with pretrained={pretrained!r} "
                              f"(offline, or weights not cached?): {first}") from e
+    check_activation(model, quick, f"weights {pretrained!r} of {name!r}")
     return model, open_clip.get_tokenizer(name)
 
 # %% ../nbs/01_backbone.ipynb #c013
