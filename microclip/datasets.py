@@ -16,11 +16,12 @@ from .core import MicroclipError, check_choice, data_dir, PKG_DIR
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'CLASSNAMES_FILE', 'DEFAULT_TEMPLATES', 'DATASETS', 'NAME_ALIASES', 'RESERVED_DIRS',
-           'MICROWORLD_TEMPLATES', 'TEMPLATES', 'EUROSAT_FOLDERS', 'CALTECH_FOLDERS', 'BENCHMARKS', 'read_image',
-           'ImageList', 'benchmark_classes', 'name_key', 'name_labeler', 'index_labeler', 'folder_samples',
-           'DatasetSpec', 'register_dataset', 'list_datasets', 'get_spec', 'load_split', 'read_classes',
-           'read_templates', 'ratio_split', 'image_folder_spec', 'register_image_folder', 'DatasetReport',
-           'check_dataset', 'download_dataset']
+           'MICROWORLD_TEMPLATES', 'TEMPLATES', 'EUROSAT_FOLDERS', 'CALTECH_FOLDERS', 'BENCHMARKS', 'DOWNLOAD_DIR',
+           'DONE_FILE', 'CALTECH_SKIP', 'COOP_DATASETS', 'MANUAL_STEPS', 'read_image', 'ImageList', 'benchmark_classes',
+           'name_key', 'name_labeler', 'index_labeler', 'folder_samples', 'DatasetSpec', 'register_dataset',
+           'list_datasets', 'get_spec', 'load_split', 'read_classes', 'read_templates', 'ratio_split',
+           'image_folder_spec', 'register_image_folder', 'DatasetReport', 'check_dataset', 'Downloader',
+           'caltech_split', 'sun397_split', 'download_dataset']
 
 # %% ../nbs/08_datasets.ipynb #c005
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -148,7 +149,7 @@ class DatasetSpec:
     sizes: dict = field(default_factory=dict)  # split -> number of images of the published split (None: varies)
     layout: str = ""                           # the expected on-disk layout, for error messages and docs
     required: Callable | None = None           # root -> paths that must exist
-    download: Callable | None = None           # root -> None: fetch with torchvision and arrange the layout
+    download: Downloader | None = None         # how torchvision fetches it and its layout is arranged (download_dataset)
     aliases: dict = field(default_factory=dict)  # other spellings (folders, description keys) -> class name
     ignore_keys: tuple = ()                    # description keys the released files have beyond the classes
 
@@ -372,7 +373,7 @@ _TT = {"train": "train/", "test": "test/"}
 # %% ../nbs/08_datasets.ipynb #c045
 _benchmark("birdsnap", "Birdsnap", "birdsnap", _tree(), _TT, {"train": None, "test": None},
            "train/<Species_Name>/*, test/<Species_Name>/*", "birdsnap.json")
-_benchmark("caltech101", "Caltech-101", "caltech101", _tree(), _TT, {"train": 3000, "test": None},
+_benchmark("caltech101", "Caltech-101", "caltech101", _tree(), _TT, {"train": 3000, "test": 5242},
            "train/<class>/*, test/<class>/* (30 train images per class)", "caltech101.json",
            aliases=CALTECH_FOLDERS, ignore_keys=("background",))
 _benchmark("cars", "Stanford Cars", "cars", _tree(index=("_", 0)), _TT, {"train": 8144, "test": 8041},
@@ -436,79 +437,190 @@ def check_dataset(name: str, root=None, **kw) -> DatasetReport:
                 notes.append(f"{split} has {sizes[split]} images; the published split has {want}")
     return DatasetReport(spec.name, r, missing, problems, sizes, notes)
 
-# %% ../nbs/08_datasets.ipynb #c053
-def _place(src: Path, dst: Path):
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists(): return
-    try: os.link(src, dst)
-    except OSError: shutil.copy2(src, dst)
+# %% ../nbs/08_datasets.ipynb #dl03
+DOWNLOAD_DIR, DONE_FILE = "_download", ".microclip-download"    # under the dataset folder
 
-def _tv(cls_name: str, root: Path, **kw):
+@dataclass
+class Downloader:
+    "How one benchmark is fetched with torchvision and arranged into its layout."
+    fetch: Callable                              # dl_dir -> None: torchvision downloads and extracts into dl_dir
+    extracted: tuple                             # what fetch unpacks under dl_dir (redone after an interrupted fetch)
+    plan: Callable                               # (dl_dir, root) -> (links [(source, path under root)], writes {path: bytes})
+    manual: dict = field(default_factory=dict)   # path under root -> what to put there by hand after the download
+
+def _tv(cls_name: str, dl: Path, **kw):
     import torchvision.datasets as tvd          # imported here: nothing downloads or imports at module load
-    return getattr(tvd, cls_name)(root=str(root), download=True, **kw)
+    getattr(tvd, cls_name)(root=str(dl), download=True, **kw)
 
-def _dl_dtd(root):
-    _tv("DTD", root / "_download"); base = root / "_download" / "dtd" / "dtd"
-    for split, lists in (("trainval", ("train1", "val1")), ("test", ("test1",))):
-        for lst in lists:
-            for rel in (base / "labels" / f"{lst}.txt").read_text().split():
-                _place(base / "images" / rel, root / split / rel)
+def _place(src: Path, dst: Path):
+    "Hard-link `src` to `dst`, or copy through `dst.part` across file systems; an existing `dst` is done work."
+    if dst.exists(): return
+    if not src.is_file():
+        raise MicroclipError(f"{src} is missing from torchvision's download; delete {src.parent} and rerun")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try: os.link(src, dst)
+    except OSError:
+        tmp = dst.with_name(dst.name + ".part"); shutil.copyfile(src, tmp); os.replace(tmp, dst)
 
-def _dl_eurosat(root):
-    _tv("EuroSAT", root / "_download"); base = root / "_download" / "eurosat" / "2750"
-    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-        files = sorted(f.name for f in folder.iterdir())
-        for split, part in (("train", files[:1000]), ("val", files[1000:1500])):
-            for f in part: _place(folder / f, root / split / folder.name / f)
+# %% ../nbs/08_datasets.ipynb #dl04
+def _publish(r: Path, d: Path, links, writes: dict, log: Callable, done: str):
+    "Place `links`/`writes` under `d/layout`, then move its top-level entries into `r` (one rename each)."
+    stage, moving = d / "layout", d / ".moving"
+    tops = sorted({Path(rel).parts[0] for _, rel in links} | {Path(rel).parts[0] for rel in writes})
+    clash = [t for t in tops if (r / t).exists()]
+    if clash and not moving.exists():
+        raise MicroclipError(f"{r / clash[0]} already exists and was not placed by `microclip data download`; "
+                             "move it away and rerun (or check it with `microclip data check`)")
+    if not moving.exists():
+        n, step = len(links), max(len(links) // 10, 1)
+        for k, (src, rel) in enumerate(links, 1):
+            _place(src, stage / rel)
+            if k % step == 0 or k == n: log(f"  placed {k:,} / {n:,} files")
+        for rel, data in writes.items():
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            (stage / f"{rel}.part").write_bytes(data); os.replace(stage / f"{rel}.part", stage / rel)
+        moving.touch()
+    for t in tops:
+        if (stage / t).exists(): os.replace(stage / t, r / t)
+    (r / DONE_FILE).write_text(done)
+    moving.unlink(); shutil.rmtree(stage, ignore_errors=True)
 
-# %% ../nbs/08_datasets.ipynb #c054
-def _dl_fgvc(root):
-    for s in ("train", "test"): _tv("FGVCAircraft", root / "_download", split=s)
-    base = root / "_download" / "fgvc-aircraft-2013b" / "data"
-    for s in ("train", "test"):
-        for line in (base / f"images_variant_{s}.txt").read_text().splitlines():
-            img, variant = line.split(" ", 1)
-            _place(base / "images" / f"{img}.jpg", root / s / variant.replace("/", "-").replace(" ", "-") / f"{img}.jpg")
+# %% ../nbs/08_datasets.ipynb #dl06
+def _plan_dtd(d, r):
+    base = d / "dtd" / "dtd"
+    return [(base / "images" / rel, f"{split}/{rel}") for split, lists in (("trainval", ("train1", "val1")), ("test", ("test1",)))
+            for lst in lists for rel in (base / "labels" / f"{lst}.txt").read_text().split()], {}
 
-def _dl_food101(root):
-    _tv("Food101", root / "_download"); base = root / "_download" / "food-101"
-    for s in ("train", "test"):
-        for rel in (base / "meta" / f"{s}.txt").read_text().split():
-            _place(base / "images" / f"{rel}.jpg", root / s / f"{rel}.jpg")
+def _plan_eurosat(d, r):
+    base, out = d / "eurosat" / "2750", []
+    for folder in sorted(p.name for p in base.iterdir() if p.is_dir()):
+        files = sorted(f.name for f in (base / folder).iterdir())
+        out += [(base / folder / f, f"{split}/{folder}/{f}") for split, part in (("train", files[:1000]), ("val", files[1000:1500]))
+                for f in part]
+    return out, {}
 
-def _dl_pets(root):
-    _tv("OxfordIIITPet", root / "_download"); base = root / "_download" / "oxford-iiit-pet"
-    for s, lst in (("train", "trainval"), ("test", "test")):
-        for line in (base / "annotations" / f"{lst}.txt").read_text().splitlines():
-            img = line.split(" ")[0]
-            _place(base / "images" / f"{img}.jpg", root / s / img.rsplit("_", 1)[0] / f"{img}.jpg")
+def _plan_fgvc(d, r):
+    base = d / "fgvc-aircraft-2013b" / "data"
+    return [(base / "images" / f"{img}.jpg", f"{s}/{variant.replace('/', '-').replace(' ', '-')}/{img}.jpg") for s in ("train", "test")
+            for img, variant in (l.split(" ", 1) for l in (base / f"images_variant_{s}.txt").read_text().splitlines() if l.strip())], {}
 
-# %% ../nbs/08_datasets.ipynb #c055
-def _dl_caltech101(root, seed: int = 0, per_class: int = 30):
-    _tv("Caltech101", root / "_download"); base = root / "_download" / "caltech101" / "101_ObjectCategories"
-    rng = np.random.default_rng(seed)
-    for folder in sorted(p for p in base.iterdir() if p.is_dir() and p.name not in ("BACKGROUND_Google", "Faces_easy")):
-        files = sorted(f.name for f in folder.iterdir())
-        train = set(rng.choice(len(files), size=per_class, replace=False).tolist())
-        name = CALTECH_FOLDERS.get(folder.name, folder.name)
-        for k, f in enumerate(files): _place(folder / f, root / ("train" if k in train else "test") / name / f)
+def _plan_food101(d, r):
+    base = d / "food-101"
+    return [(base / "images" / f"{rel}.jpg", f"{s}/{rel}.jpg") for s in ("train", "test")
+            for rel in (base / "meta" / f"{s}.txt").read_text().split()], {}
 
-def _dl_flowers(root):
-    _tv("Flowers102", root / "_download")
-    for f in (root / "_download" / "flowers-102" / "jpg").iterdir(): _place(f, root / "jpg" / f.name)
-    if not (root / "split_zhou_OxfordFlowers.json").exists():
-        raise MicroclipError(f"images are in {root / 'jpg'}; now put CoOp's split_zhou_OxfordFlowers.json "
-                             f"(from the CoOp repository's dataset notes) at {root / 'split_zhou_OxfordFlowers.json'}")
+def _plan_pets(d, r):
+    base = d / "oxford-iiit-pet"
+    return [(base / "images" / f"{img}.jpg", f"{s}/{img.rsplit('_', 1)[0]}/{img}.jpg") for s, lst in (("train", "trainval"), ("test", "test"))
+            for img in (l.split(" ")[0] for l in (base / "annotations" / f"{lst}.txt").read_text().splitlines() if l.strip())], {}
 
-for _n, _f in dict(dtd=_dl_dtd, eurosat=_dl_eurosat, fgvc=_dl_fgvc, food101=_dl_food101, pets=_dl_pets,
-                   caltech101=_dl_caltech101, flowers=_dl_flowers).items(): DATASETS[_n].download = _f
+def _plan_flowers(d, r):
+    jpg = d / "flowers-102" / "jpg"
+    return [(jpg / f, f"jpg/{f}") for f in sorted(p.name for p in jpg.iterdir())], {}
 
-def download_dataset(name: str, root=None) -> DatasetReport:
-    "Download benchmark `name` with torchvision, arrange it in the expected layout, and check it."
-    spec = get_spec(name)
-    if spec.download is None:
-        raise MicroclipError(f"{spec.title} cannot be downloaded by microclip; prepare it by hand as: {spec.layout} "
-                             f"(under {spec.root(root)})")
-    r = spec.root(root); r.mkdir(parents=True, exist_ok=True)
-    spec.download(r)
-    return check_dataset(name, r)
+# %% ../nbs/08_datasets.ipynb #dl08
+CALTECH_SKIP = ("BACKGROUND_Google", "Faces_easy")
+
+def caltech_split(base, seed: int = 0, per_class: int = 30) -> dict[str, list[str]]:
+    "Released Caltech-101 draw over sorted class folders of `base`: folder -> its training file names."
+    rs, train = np.random.RandomState(seed), {}             # legacy stream = np.random.seed(seed)'s
+    for folder in sorted(p.name for p in Path(base).iterdir() if p.is_dir() and p.name not in CALTECH_SKIP):
+        files = sorted(f.name for f in (Path(base) / folder).iterdir())
+        picked = set(rs.choice(len(files), size=per_class, replace=False).tolist())
+        train[folder] = [f for k, f in enumerate(files) if k in picked]
+    return train
+
+def _plan_caltech101(d, r, seed: int = 0, per_class: int = 30):
+    base, out = d / "caltech101" / "101_ObjectCategories", []
+    for folder, train in caltech_split(base, seed, per_class).items():
+        train, name = set(train), CALTECH_FOLDERS.get(folder, folder)
+        out += [(base / folder / f, f"{'train' if f in train else 'test'}/{name}/{f if f.endswith('.jpg') else f + '.jpg'}")
+                for f in sorted(p.name for p in (base / folder).iterdir())]
+    return out, {}
+
+# %% ../nbs/08_datasets.ipynb #dl11
+def sun397_split(base, seed: int = 0) -> dict[str, list[tuple[str, int]]]:
+    "Released SUN397 split over sorted file names: split -> [(path under base, label)] for train, val, test."
+    rnd, out = random.Random(seed), {"train": [], "val": [], "test": []}    # the stream random.seed(seed) seeds
+    classes = [l.strip().lstrip("/") for l in (Path(base) / "ClassName.txt").read_text().splitlines() if l.strip()]
+    for y, cp in enumerate(classes):
+        names = sorted(p.name for p in (Path(base) / cp).iterdir())
+        rnd.shuffle(names)
+        a = int(round(len(names) * 0.7)); b = a + int(round(len(names) * 0.1))
+        for split, part in (("train", names[:a]), ("val", names[a:b]), ("test", names[b:])):
+            out[split] += [(f"{cp}/{n}", y) for n in part]
+    return out
+
+def _npy(a) -> bytes:
+    import io
+    buf = io.BytesIO(); np.save(buf, np.asarray(a)); return buf.getvalue()
+
+def _plan_sun397(d, r, seed: int = 0):
+    base, root = d / "SUN397", Path(r).absolute()
+    split = sun397_split(base, seed)
+    links = [(base / rel, f"SUN397/{rel}") for s in ("train", "val", "test") for rel, _ in split[s]]
+    writes = {f"{s}_{k}.npy": _npy([str(root / "SUN397" / p) for p, _ in split[s]] if k == "images" else [y for _, y in split[s]])
+              for s in ("train", "test") for k in ("images", "labels")}
+    return links, writes
+
+# %% ../nbs/08_datasets.ipynb #dl14
+COOP_DATASETS = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
+def _fetcher(cls_name: str) -> Callable: return lambda d: _tv(cls_name, d)
+for _n, _cls, _ex, _plan in (("dtd", "DTD", ("dtd/dtd",), _plan_dtd), ("eurosat", "EuroSAT", ("eurosat/2750",), _plan_eurosat),
+                             ("fgvc", "FGVCAircraft", ("fgvc-aircraft-2013b",), _plan_fgvc), ("food101", "Food101", ("food-101",), _plan_food101),
+                             ("pets", "OxfordIIITPet", ("oxford-iiit-pet/images", "oxford-iiit-pet/annotations"), _plan_pets),
+                             ("caltech101", "Caltech101", ("caltech101/101_ObjectCategories", "caltech101/caltech-101"), _plan_caltech101),
+                             ("sun397", "SUN397", ("SUN397",), _plan_sun397), ("flowers", "Flowers102", ("flowers-102/jpg",), _plan_flowers)):
+    DATASETS[_n].download = Downloader(_fetcher(_cls), _ex, _plan)
+DATASETS["flowers"].download.manual = {
+    "split_zhou_OxfordFlowers.json": f"CoOp's split file split_zhou_OxfordFlowers.json (the Google Drive link in the "
+                                     f"OxfordFlowers section of {COOP_DATASETS}; the split the released code trained on)"}
+
+MANUAL_STEPS = {
+    "birdsnap": "Birdsnap is not in torchvision: fetch the images with the Birdsnap kit's get_birdsnap.py and put "
+                "test_images.txt's images in {root}/test/<Species_Name>/ and the others in {root}/train/<Species_Name>/",
+    "cars": "torchvision's Stanford Cars link is dead (pytorch/vision#7545, which the released README cites for a mirror): "
+            "get cars_train/, cars_test/, devkit/ and cars_test_annos_withlabels.mat, then put each image in "
+            "{root}/train/NNN_Make_Model_Year/ or {root}/test/NNN_Make_Model_Year/ (NNN = 0-based devkit class index; "
+            "the released extra_scripts/create_stanford_cars_data_files.py does exactly this)",
+    "cub": "CUB-200-2011 is not in torchvision: download CUB_200_2011.tgz (https://data.caltech.edu/records/65de6-vp158) and "
+           "extract it so that {root}/images/, {root}/images.txt and {root}/train_test_split.txt exist",
+    "resisc45": "NWPU-RESISC45 is not in torchvision and the release records no split: put your split in "
+                "{root}/train/<class_name>/ and {root}/test/<class_name>/",
+    "ucf101": "torchvision cannot download UCF101 (and reads videos, not frames): download UCF101.rar and "
+              "UCF101TrainTestSplits-RecognitionTask.zip from https://www.crcv.ucf.edu/data/UCF101/, and save the middle "
+              "frame of each video of trainlist01.txt as {root}/train/<ClassName>/<video>.jpg and of testlist01.txt as "
+              "{root}/val/<ClassName>/<video>.jpg (what the released extra_scripts/create_ucf101_data_files.py does)",
+}
+
+# %% ../nbs/08_datasets.ipynb #dl15
+def download_dataset(name: str, root=None, log: Callable | None = None) -> DatasetReport:
+    "Fetch benchmark `name` with torchvision into `<root>/_download`, arrange the released split's layout, and check it."
+    spec = get_spec(name); r = spec.root(root); dl = spec.download; log = log or (lambda s: None)
+    if dl is None:
+        how = MANUAL_STEPS.get(spec.name, f"prepare it by hand as: {spec.layout}").format(root=r)
+        raise MicroclipError(f"{spec.title} cannot be downloaded by microclip. {how}; then run `microclip data check {spec.name}`")
+    d = r / DOWNLOAD_DIR
+    if (r / DONE_FILE).exists(): log(f"{spec.title}: already downloaded and arranged under {r}")
+    else:
+        if not (d / ".fetched").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            if (d / ".fetching").exists():                 # an interrupted fetch: unpack the verified archive again
+                for x in dl.extracted: shutil.rmtree(d / x, ignore_errors=True)
+            (d / ".fetching").touch()
+            log(f"{spec.title}: downloading with torchvision into {d}")
+            try: dl.fetch(d)
+            except Exception as e:                          # network, checksum, a dead link: one message, rc != 0
+                raise MicroclipError(f"{spec.title}: torchvision's download into {d} failed ({type(e).__name__}: {e}); "
+                                     "rerun to resume (archives that pass their checksum are kept)") from None
+            os.replace(d / ".fetching", d / ".fetched")
+        log(f"{spec.title}: arranging the released split under {r}")
+        try: links, writes = dl.plan(d, r)
+        except (FileNotFoundError, NotADirectoryError) as e:
+            raise MicroclipError(f"torchvision's download under {d} is incomplete ({e}); delete {d} and rerun") from None
+        _publish(r, d, links, writes, log, json.dumps({"dataset": spec.name, "files": len(links) + len(writes)}) + "\n")
+        log(f"{spec.title}: done; {d} (torchvision's archives and extracted files) may be deleted")
+    rep = check_dataset(spec.name, r)
+    todo = [f"put {how} at {r / rel}" for rel, how in dl.manual.items() if not (r / rel).exists()]
+    if todo: raise MicroclipError(f"{spec.title}: the images are in place; now " + "; ".join(todo) + f".\n{rep}")
+    return rep

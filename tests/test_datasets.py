@@ -26,6 +26,13 @@ def put(path: Path):
     return path
 
 
+def touch(path: Path):
+    "An empty file: the download path links files and never decodes them."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    return path
+
+
 def tree(root: Path, split: str, folders: list[str], n: list[int]):
     "n[i] images in root/split/folders[i]; returns {folder: label}."
     for i, (f, k) in enumerate(zip(folders, n)):
@@ -265,22 +272,144 @@ def _native(name, dl, classes):
     if name == "caltech101":
         base = dl / "caltech101" / "101_ObjectCategories"
         back = {v: k for k, v in D.CALTECH_FOLDERS.items()}
-        for c in classes + ["BACKGROUND_Google", "Faces_easy"]:
-            for j in range(32): put(base / back.get(c, c) / f"image_{j + 1:04d}.jpg")
-        return {"train": 30 * len(classes), "test": 2 * len(classes)}
+        n = [31 + i % 7 for i in range(len(classes))]          # uneven, so every class gets its own draw
+        for c, k in zip(classes + ["BACKGROUND_Google", "Faces_easy"], n + [33, 33]):
+            for j in range(k): touch(base / back.get(c, c) / f"image_{j + 1:04d}.jpg")
+        return {"train": 30 * len(classes), "test": sum(n) - 30 * len(classes)}
+    if name == "eurosat":
+        base = dl / "eurosat" / "2750"
+        for f in D.EUROSAT_FOLDERS | {c: c for c in ("Forest", "River")}:
+            for j in range(1, 1004): touch(base / f / f"{f}_{j}.jpg")   # first 1,000 names (as strings) train, 3 val
+        return {"train": 10 * 1000, "test": 10 * 3}
+    if name == "sun397":
+        base = dl / "SUN397"
+        (base).mkdir(parents=True, exist_ok=True)
+        (base / "ClassName.txt").write_text("".join(f"/c/class_{i:03d}\n" for i in range(len(classes))))
+        for i in range(len(classes)):
+            for j in range(3 + i % 2): touch(base / "c" / f"class_{i:03d}" / f"sun_{j:04d}.jpg")
+        return {"train": sum(round(0.7 * (3 + i % 2)) for i in range(len(classes))),
+                "test": sum(3 + i % 2 - round(0.7 * (3 + i % 2)) - round(0.1 * (3 + i % 2)) for i in range(len(classes)))}
 
 
-@pytest.mark.parametrize("name", ["dtd", "fgvc", "food101", "pets", "caltech101"])
+@pytest.mark.parametrize("name", ["dtd", "eurosat", "fgvc", "food101", "pets", "caltech101", "sun397"])
 def test_download_arranges_layout(tmp_path, monkeypatch, name):
     "The torchvision download path, with torchvision's download replaced by a tiny native archive layout."
     calls = []
     monkeypatch.setattr(D, "_tv", lambda cls, root, **kw: calls.append((cls, kw)))
     want = _native(name, tmp_path / "_download", D.get_spec(name).classes)
     rep = D.download_dataset(name, tmp_path)
-    assert calls and rep.ok and rep.sizes == want, str(rep)
-    if name == "caltech101":   # the seeded draw is the same on every machine
+    assert len(calls) == 1 and rep.ok and rep.sizes == want, str(rep)
+    assert not (tmp_path / "_download" / "layout").exists() and (tmp_path / D.DONE_FILE).exists()
+    D.download_dataset(name, tmp_path)                    # a rerun has nothing to do
+    assert len(calls) == 1
+    if name in ("caltech101", "sun397"):                  # the seeded draw is the same on every machine
         tr = D.load_split(name, "train", tmp_path)
-        again = tmp_path / "again"; monkeypatch.setattr(D, "_tv", lambda *a, **k: None)
+        again = tmp_path / "again"
         shutil.copytree(tmp_path / "_download", again / "_download")
         D.download_dataset(name, again)
         assert [p.name for p, _ in D.load_split(name, "train", again).samples] == [p.name for p, _ in tr.samples]
+
+
+def legacy_caltech_train(base: Path, per_class=30):
+    "The released create_caltech101_data_files.py draw, written out here over sorted folders: folder -> train files."
+    np.random.seed(0)
+    out = {}
+    for label in sorted(os.listdir(base)):
+        if label in ("BACKGROUND_Google", "Faces_easy"): continue
+        names = sorted(os.listdir(base / label))
+        idx = set(np.random.choice(len(names), size=per_class, replace=False))
+        out[label] = sorted(n for k, n in enumerate(names) if k in idx)
+    return out
+
+
+def test_caltech_download_is_the_released_draw(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "_tv", lambda *a, **k: None)
+    classes = D.get_spec("caltech101").classes
+    _native("caltech101", tmp_path / "_download", classes)
+    D.download_dataset("caltech101", tmp_path)
+    base = tmp_path / "_download" / "caltech101" / "101_ObjectCategories"
+    want = legacy_caltech_train(base)
+    got = {f: sorted(p.name for p in (tmp_path / "train" / D.CALTECH_FOLDERS.get(f, f)).iterdir()) for f in want}
+    assert got == want
+    # the draw microclip made before (default_rng over sorted folders) is another split
+    rng = np.random.default_rng(0)
+    old = {f: sorted(n for k, n in enumerate(sorted(os.listdir(base / f)))
+                     if k in set(rng.choice(len(os.listdir(base / f)), size=30, replace=False).tolist())) for f in want}
+    assert old != want
+
+
+def test_download_resumes_an_interrupted_fetch(tmp_path, monkeypatch):
+    "A fetch cut short (`.fetching` left behind): the extracted tree is removed and unpacked again."
+    dl = tmp_path / "_download"
+    junk = touch(dl / "oxford-iiit-pet" / "images" / "half_written.jpg")
+    (dl / ".fetching").touch()
+    def fetch(cls, root, **kw):
+        assert not junk.exists()
+        _native("pets", Path(root), D.get_spec("pets").classes)
+    monkeypatch.setattr(D, "_tv", fetch)
+    rep = D.download_dataset("pets", tmp_path)
+    assert rep.ok and (dl / ".fetched").exists() and not (dl / ".fetching").exists()
+
+
+def test_download_failure_is_one_message(tmp_path, monkeypatch):
+    def offline(cls, root, **kw): raise OSError("Network is unreachable")
+    monkeypatch.setattr(D, "_tv", offline)
+    with pytest.raises(MicroclipError, match="torchvision's download .* failed .*Network is unreachable.*rerun to resume"):
+        D.download_dataset("dtd", tmp_path)
+    assert (tmp_path / "_download" / ".fetching").exists() and not (tmp_path / "_download" / ".fetched").exists()
+
+
+def test_download_never_half_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "_tv", lambda *a, **k: None)
+    classes = D.get_spec("fgvc").classes
+    _native("fgvc", tmp_path / "_download", classes)
+    img = next((tmp_path / "_download" / "fgvc-aircraft-2013b" / "data" / "images").iterdir())
+    img.rename(tmp_path / "held")
+    with pytest.raises(MicroclipError, match=img.name):
+        D.download_dataset("fgvc", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_download", "held"]     # no train/ or test/ yet
+    (tmp_path / "held").rename(img)
+    assert D.download_dataset("fgvc", tmp_path).ok
+    # a folder the command did not place is never overwritten
+    other = tmp_path / "other"; put(other / "train" / "x" / "a.png")
+    shutil.copytree(tmp_path / "_download" / "fgvc-aircraft-2013b", other / "_download" / "fgvc-aircraft-2013b")
+    with pytest.raises(MicroclipError, match="already exists"):
+        D.download_dataset("fgvc", other)
+
+
+def test_flowers_download_asks_for_coop_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "_tv", lambda *a, **k: None)
+    jpg = tmp_path / "_download" / "flowers-102" / "jpg"
+    for k in range(1, 5): put(jpg / f"image_{k:05d}.jpg")
+    with pytest.raises(MicroclipError, match="split_zhou_OxfordFlowers.json") as e:
+        D.download_dataset("flowers", tmp_path)
+    assert str(tmp_path / "split_zhou_OxfordFlowers.json") in str(e.value) and "NOT READY" in str(e.value)
+    assert sorted(p.name for p in (tmp_path / "jpg").iterdir()) == [f"image_{k:05d}.jpg" for k in range(1, 5)]
+    cl = D.get_spec("flowers").classes
+    (tmp_path / "split_zhou_OxfordFlowers.json").write_text(json.dumps(
+        {"train": [["image_00001.jpg", 0, cl[0]], ["image_00002.jpg", 1, cl[1]]], "val": [],
+         "test": [["image_00003.jpg", 0, cl[0]]]}))
+    rep = D.download_dataset("flowers", tmp_path)
+    assert rep.ok and rep.sizes == {"train": 2, "test": 1}
+
+
+@pytest.mark.parametrize("name", ["birdsnap", "cars", "cub", "resisc45", "ucf101"])
+def test_manual_datasets_say_what_to_put_where(tmp_path, name):
+    with pytest.raises(MicroclipError, match="cannot be downloaded by microclip") as e:
+        D.download_dataset(name, tmp_path)
+    assert str(tmp_path) in str(e.value)
+    assert not any(tmp_path.iterdir())                   # nothing written
+
+
+def test_cli_data_download(tmp_path, monkeypatch, capsys):
+    from microclip.cli import main
+    assert main(["data", "download", "ucf101", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: UCF101") and "testlist01" in err and str(tmp_path / "val") in err
+    monkeypatch.setattr(D, "_tv", lambda *a, **k: None)
+    _native("pets", tmp_path / "pets" / "_download", D.get_spec("pets").classes)
+    assert main(["data", "download", "pets", "--root", str(tmp_path / "pets")]) == 0
+    out = capsys.readouterr()
+    assert "OK" in out.out and "placed 74 / 74 files" in out.err
+    assert main(["data", "download", "flowers", "--root", str(tmp_path / "fl")]) == 2   # fetch stubbed: nothing there
+    assert "incomplete" in capsys.readouterr().err
