@@ -132,6 +132,8 @@ class Config:
     crop_temperature: float = 1.0      # softmax temperature over crop/weak similarities (released: 1)
     strong_view: str = "released"      # student's view: "released" (RandomResizedCrop + flip + RandAugment m9),
                                        # "crop" (RandomResizedCrop + flip only) or "weak" (the teacher's view)
+    randaug_fill: str = "black"        # RandAugment's fill for rotate/shear/translate: "black" (released: timm is
+                                       # given mean (0, 0, 0)) or "mean" (the backbone's mean colour)
     ncut_tau: float = 0.2              # τ: affinity binarisation threshold of the NCut graph
     ncut_threshold: str = "std"        # Fiedler threshold: "std" (released) or "mean" (TokenCut)
     ncut_sign: str = "invert"          # sign fix: "invert" (released) or "rethreshold" (sign-invariant)
@@ -140,6 +142,9 @@ class Config:
     soap_lr_scale: float = 1.0         # learning-rate multiplier of SOAP's parameters (1: released; 0: maps stay identity)
     head_init: str = "cupl"            # learnable head init: "cupl" prototype or "hcrafted" templates
     hand_norm: str = "per_template"    # hand-crafted embedding: "per_template" or "frobenius" (released)
+    prompt_names: str = "spaced"       # class names in template prompts: "spaced" (released: "_" → " ") or "raw"
+    long_descriptions: str = "truncate"  # descriptions over the text context (77 tokens): "truncate" (counted per
+                                       # class and reported) or "error" (released: its tokenizer raises)
     # -- optimisation
     epochs: int = 15                   # training epochs
     batch_size: int = 64               # images per step
@@ -150,13 +155,19 @@ class Config:
     lambda_fair: float = 1.0           # weight of the fairness (marginal entropy) loss
     targets: str = "pseudo"            # student targets: "pseudo" (DKA pseudo-labels, the method) or "labels"
                                        # (ground truth: the recipe's supervised upper bound, a diagnostic only)
+    labels_loss: str = "ce"            # loss when targets="labels": "ce" (released --fully_supervised: cross-entropy
+                                       # only) or "ce_fair" (the method's loss, fairness term kept)
     # -- evaluation
     eval_crop: str = "center"          # test transform: "center" or "random" (released RandomCrop)
+    eval_fusion: str = "released"      # test logits: "released" ρ·[FG] + (1−ρ)·[CLS] (the released evaluate unpacks
+                                       # the pair swapped) or "train" ρ·[CLS] + (1−ρ)·[FG], as in training
     eval_batch_size: int = 128         # images per evaluation step
     # -- run
     seed: int = 0                      # seeds data order, augmentations and learnable inits
     device: str = "auto"               # "auto", "cpu", "cuda", "cuda:N"
-    amp: str = "off"                   # "off" or "bf16" autocast (GPU users)
+    amp: str = "off"                   # "off", "bf16" (teacher and student under bf16 autocast; GPU users) or
+                                       # "fp16" (released --amp: student under fp16 autocast, gradient scaler,
+                                       # gradient-norm clipping at 1.0)
     compile: bool = False              # torch.compile every transformer block (GPU users)
 
 # %% ../nbs/00_core.ipynb #c019
@@ -164,8 +175,10 @@ CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "li
                ncut_threshold=("std", "mean"), ncut_sign=("invert", "rethreshold"),
                soap_query=("masked_mean", "cls", "mean", "random", "pool_mean", "pool_masked"),
                null_token=("zero", "learnable"), head_init=("cupl", "hcrafted"),
-               hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16"),
-               targets=("pseudo", "labels"), strong_view=("released", "crop", "weak"))
+               hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16", "fp16"),
+               targets=("pseudo", "labels"), strong_view=("released", "crop", "weak"), randaug_fill=("black", "mean"),
+               prompt_names=("spaced", "raw"), long_descriptions=("truncate", "error"), labels_loss=("ce", "ce_fair"),
+               eval_fusion=("released", "train"))
 UNIT_INTERVAL = ("fusion_ratio", "gamma", "crop_scale_min", "crop_scale_max")
 POSITIVE = ("n_crops", "epochs", "batch_size", "eval_batch_size", "lr", "crop_temperature")
 OPTIONAL_POSITIVE = ("max_per_class", "image_size")
@@ -265,7 +278,9 @@ def load_config(name_or_file: str | None = None, overrides: dict | None = None) 
 
 # options added after run folders existed, with the value that reproduces those runs: hashed only when changed,
 # so finished runs keep their folder names when microclip grows an option
-LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo", "strong_view": "released"}
+# (an option whose default is not that value gives every run a new folder: the default changed what runs compute)
+LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo", "strong_view": "released", "randaug_fill": "mean",
+                "prompt_names": "raw", "long_descriptions": "truncate", "labels_loss": "ce_fair", "eval_fusion": "train"}
 
 def config_hash(cfg: Config, ignore=("device", "workers")) -> str:
     "Short content hash of the settings that change results (device and worker count do not)."

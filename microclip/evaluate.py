@@ -48,8 +48,11 @@ def score(model: MicroCLIP, feats: dict) -> dict:
     if feats["f"] is not None:
         fg_logits = 100. * feats["f"] @ model_cpu_head.T
         rho = model.cfg.fusion_ratio
-        logits = rho * cls_logits + (1 - rho) * fg_logits
-        out["top1_fg"] = top1(fg_logits, y)
+        train_order = rho * cls_logits + (1 - rho) * fg_logits           # ρ·[CLS] + (1−ρ)·[FG], as trained
+        released = rho * fg_logits + (1 - rho) * cls_logits              # the released evaluate's swapped pair
+        logits = released if model.cfg.eval_fusion == "released" else train_order
+        out.update(top1_fg=top1(fg_logits, y), top1_train_fusion=top1(train_order, y),
+                   top1_released_fusion=top1(released, y))
     pc = per_class_accuracy(logits.argmax(-1), y, C)
     return {"top1": top1(logits, y), **out, "mean_per_class": pc.nanmean().item(), "per_class": pc.tolist()}
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_model.ipynb #c002
 from __future__ import annotations
-import functools
+import functools, warnings
 from typing import NamedTuple
 import torch
 import torch.nn as nn
@@ -16,7 +16,7 @@ from .heads import LearnableHead, hand_crafted_head, encode_descriptions, frozen
 from .dka import aggregate_crops, pseudo_logits, tokenfusion_feature, fused_logits
 
 # %% auto #0
-__all__ = ['Features', 'MicroCLIP', 'build_heads', 'build_model']
+__all__ = ['Features', 'MicroCLIP', 'overlong_texts', 'build_heads', 'build_model']
 
 # %% ../nbs/06_model.ipynb #c005
 class Features(NamedTuple):
@@ -93,13 +93,36 @@ def _pseudo_label(self: MicroCLIP, weak: torch.Tensor, crops: torch.Tensor, gamm
 MicroCLIP.pseudo_label = _pseudo_label
 
 # %% ../nbs/06_model.ipynb #c015
+def overlong_texts(tokenizer, texts: list[str]) -> list[bool]:
+    "Which `texts` the tokenizer must cut to fit its context (start and end tokens included); all False if it cannot tell."
+    n, encode = getattr(tokenizer, "context_length", None), getattr(tokenizer, "encode", None)
+    if n is None or encode is None: return [False] * len(texts)
+    return [len(encode(t)) + 2 > n for t in texts]
+
+def _check_lengths(tokenizer, descriptions: dict, classes: list[str], policy: str) -> dict[str, int]:
+    "{class: number of its descriptions longer than the context}; raises under `policy='error'`, else warns."
+    cut = {c: sum(overlong_texts(tokenizer, descriptions[c])) for c in classes if c in descriptions}
+    cut = {c: k for c, k in cut.items() if k}
+    if not cut: return cut
+    first = next(iter(cut))
+    example = next(s for s, o in zip(descriptions[first], overlong_texts(tokenizer, descriptions[first])) if o)
+    if policy == "error":
+        raise MicroclipError(f"{sum(cut.values())} description(s) exceed the text encoder's {tokenizer.context_length} "
+                             f"tokens, e.g. for {first!r}: {example[:80]!r}...; shorten them, or set "
+                             "long_descriptions=truncate")
+    warnings.warn(f"descriptions cut to {tokenizer.context_length} tokens, per class: "
+                  + ", ".join(f"{c}: {k}" for c, k in cut.items()), stacklevel=3)
+    return cut
+
 def build_heads(backbone: Backbone, classes: list[str], descriptions: dict, templates: list[str],
-                hand_norm: str = "per_template") -> dict:
+                hand_norm: str = "per_template", prompt_names: str = "spaced", long_descriptions: str = "truncate") -> dict:
     "Zero-shot heads (C, d) from text: {'hand-crafted', 'description mean', 'frozen LLM head'}."
     enc = backbone.encode_text
+    _check_lengths(backbone.tokenizer, descriptions, classes, long_descriptions)
     # the released Frobenius variant averages *raw* template embeddings (notebook 03); per-template normalises each
     raw = functools.partial(backbone.encode_text, normalize=False) if hand_norm == "frobenius" else enc
-    w_hand = hand_crafted_head(raw, classes, templates, norm=hand_norm)
+    names = [c.replace("_", " ") for c in classes] if prompt_names == "spaced" else list(classes)   # released: spaced
+    w_hand = hand_crafted_head(raw, names, templates, norm=hand_norm)
     emb, valid = encode_descriptions(enc, descriptions, classes)
     return {"hand-crafted": w_hand, "description mean": mean_head(emb, valid),
             "frozen LLM head": frozen_llm_head(emb, valid, w_hand)}

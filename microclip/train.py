@@ -198,24 +198,31 @@ def average_gradients(params, world: int) -> None:
     for p, g in zip(params, flat.split([q.numel() for q in params])): p.grad = g.view_as(p)
 
 # %% ../nbs/11_train.ipynb #c023
-def _autocast(cfg: Config, device):
+def _autocast(cfg: Config, device, student: bool = True):
+    "bf16: teacher and student under autocast; fp16 (released --amp): the student only."
+    if cfg.amp == "fp16": return torch.autocast(device.type, dtype=torch.float16, enabled=student)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
 
 def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Config, gamma: float, device,
-               dist: Dist = Dist(), share: float = 1.0) -> dict:
+               dist: Dist = Dist(), share: float = 1.0, scaler: torch.amp.GradScaler | None = None) -> dict:
     "One self-training step on uint8 views; returns scalars for logging (pseudo-label accuracies use the true labels)."
     (weak, strong, crops), labels, _ = batch
     bb = model.backbone
     weak, strong, crops = (normalize_views(t.to(device, non_blocking=True), bb.mean, bb.std) for t in (weak, strong, crops))
     labels = labels.to(device, non_blocking=True)
     model.train()
-    with _autocast(cfg, device):
+    with _autocast(cfg, device, student=False):
         pl = model.pseudo_label(weak, crops, gamma)              # {'dka', 'prior', 'dynamic'}: (B, C)
-        logits = model(strong)                                   # (B, C)
+    with _autocast(cfg, device):
+        logits = model(strong).float()                           # (B, C); the losses in float32, as autocast does
     target = labels if cfg.targets == "labels" else pl["dka"].argmax(-1)   # "labels": the supervised upper bound
-    loss, ce, fair = self_training_loss(logits, target, marginal, cfg.lambda_ce, cfg.lambda_fair)
+    # released --fully_supervised trains on cross-entropy alone; labels_loss="ce_fair" keeps the method's loss
+    fair_w = 0. if cfg.targets == "labels" and cfg.labels_loss == "ce" else cfg.lambda_fair
+    loss, ce, fair = self_training_loss(logits, target, marginal, cfg.lambda_ce, fair_w)
     opt.zero_grad(set_to_none=True)
-    (loss if share == 1 else loss + cfg.lambda_ce * (share - 1) * ce).backward()
+    scaled = scaler is not None and scaler.is_enabled()          # amp="fp16"
+    obj = loss if share == 1 else loss + cfg.lambda_ce * (share - 1) * ce
+    (scaler.scale(obj) if scaled else obj).backward()
     params = [p for _, p in model.trainable_parameters()]
     if dist.world > 1: average_gradients(params, dist.world)
     with torch.no_grad():
@@ -228,7 +235,12 @@ def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Con
     n = v[-1]
     out = {"loss": v[0] / n, "loss_ce": v[1] / n, "loss_fair": v[2] / n, "train_acc": v[3] / n * 100}
     out.update({f"pl_acc_{k}": h / n * 100 for k, h in zip(pl, v[4:-1])})
-    if math.isfinite(out["loss"]): opt.step()
+    if math.isfinite(out["loss"]):
+        if scaled:                                                # released --amp: unscale, clip at 1, step, rescale
+            scaler.unscale_(opt)
+            out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+            scaler.step(opt); scaler.update()
+        else: opt.step()
     return out
 
 # %% ../nbs/11_train.ipynb #c031
@@ -265,17 +277,18 @@ def _setup(cfg: Config, inputs: Inputs, device):
     "Backbone, heads and model for a run, with the datasets' transforms attached."
     set_seed(cfg.seed)
     bb = Backbone.from_name(cfg.backbone, cfg.pretrained, cfg.image_size, device)
-    heads = build_heads(bb, inputs.classes, inputs.descriptions, inputs.templates, cfg.hand_norm)
+    heads = build_heads(bb, inputs.classes, inputs.descriptions, inputs.templates, cfg.hand_norm, cfg.prompt_names,
+                        cfg.long_descriptions)
     model = build_model(bb, heads, cfg).to(device)
     if cfg.compile: compile_blocks(model)
     n_crops = cfg.n_crops if cfg.method == "microclip" else 0
     inputs.train.transform = TrainViews(bb.image_size, bb.mean, bb.std, n_crops, (cfg.crop_scale_min, cfg.crop_scale_max),
-                                        cfg.strong_view)
+                                        cfg.strong_view, cfg.randaug_fill)
     inputs.test.transform = eval_transform(bb.image_size, bb.mean, bb.std, cfg.eval_crop)
     return model, heads
 
 # %% ../nbs/11_train.ipynb #c038
-def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progress, dist: Dist = Dist()) -> dict:
+def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progress, dist: Dist = Dist(), scaler=None) -> dict:
     set_seed(cfg.seed * 1000 + epoch)
     ds = SeededSamples(inputs.train, cfg.seed)
     ds.set_epoch(epoch)
@@ -289,7 +302,7 @@ def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progre
         for gr in opt.param_groups: gr["lr"] = cosine_lr(step, total_steps, cfg.lr, cfg.lr_min) * gr["lr_scale"]
         gamma = gamma_at(cfg.gamma, cfg.gamma_schedule, step / total_steps)
         share = len(batch[1]) * dist.world / sizes[i]
-        r = train_step(model, batch, opt, marginal, cfg, gamma, device, dist, share)
+        r = train_step(model, batch, opt, marginal, cfg, gamma, device, dist, share, scaler)
         if not math.isfinite(r["loss"]):
             raise MicroclipError(f"loss became {r['loss']} at epoch {epoch + 1}, step {i + 1}; training stopped, "
                                  f"the checkpoint of epoch {epoch} is kept (try a lower lr)")
@@ -326,11 +339,13 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
         raise MicroclipError(f"run folder {run} holds a run with different settings; choose another --run-dir")
     model, heads = _setup(cfg, inputs, device)
     opt = torch.optim.AdamW(param_groups(model, cfg))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")   # released --amp's loss scaling
     marginal, rows, start = (ShardedMarginal() if dist.world > 1 else RunningMarginal()), [], 0
     write = dist.main                                            # one process writes the run folder
     if ck is not None:
         load_trainable(model, ck["trainable"], str(ck_path)); opt.load_state_dict(ck["optimizer"])
         marginal.load_state_dict(ck["marginal"]); rows, start = ck["metrics"], ck["epoch"]
+        if "scaler" in ck: scaler.load_state_dict(ck["scaler"])
     else:
         if write:
             run.mkdir(parents=True, exist_ok=True)
@@ -343,7 +358,7 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
     total = cfg.epochs * len(GlobalBatches(len(inputs.train), cfg.batch_size, 0, world=dist.world))
     try:
         for epoch in range(start, cfg.epochs):
-            tr = _epoch(model, inputs, cfg, opt, marginal, epoch, total, device, progress, dist)
+            tr = _epoch(model, inputs, cfg, opt, marginal, epoch, total, device, progress, dist, scaler)
             ev = _evaluate(model, inputs, cfg, device, None, progress, dist)
             rows.append({"epoch": epoch + 1, **tr, **{k: v for k, v in ev.items() if k != "per_class"}})
             if write:
@@ -351,7 +366,7 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
                 torch_save({"format": "microclip-checkpoint/1", "config": cfg.to_dict(), "classes": inputs.classes,
                             "trainable": trainable_state(model), "w_llm": model.w_llm.cpu(),
                             "optimizer": opt.state_dict(), "marginal": marginal.state_dict(), "epoch": epoch + 1,
-                            "metrics": rows, "rng": _rng_state()}, ck_path)
+                            "metrics": rows, "rng": _rng_state(), "scaler": scaler.state_dict()}, ck_path)
             if progress and dist.main: print(f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['loss']:.3f}  "
                                              f"PL acc {tr['pl_acc_dka']:.1f}%  test top-1 {ev['top1']:.2f}%", flush=True)
             if stop_after is not None and epoch + 1 >= stop_after: return {"stopped_after": epoch + 1}

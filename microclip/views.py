@@ -38,16 +38,20 @@ def eval_transform(size: int, mean, std, crop: str = "center") -> T.Compose:
 RAND_AUGMENT = "rand-m9-mstd0.5-inc1"                       # the released RandAugment policy (timm's notation)
 STRONG_VIEWS = CHOICES["strong_view"]                      # the values `Config.strong_view` accepts
 
-def strong_transform(size: int, mean, std, normalize: bool = True, kind: str = "released"):
+def strong_transform(size: int, mean, std, normalize: bool = True, kind: str = "released", fill: str = "black"):
     """Strong view (`kind='released'`): RandomResizedCrop(0.3–1) + flip + RandAugment m9 mstd0.5 (timm); `'crop'`: without
-    RandAugment; `'weak'`: the weak view. `normalize=False` stops at PIL."""
+    RandAugment; `'weak'`: the weak view. `fill`: colour of the area rotate/shear/translate uncover, `'black'`
+    (released) or `'mean'` (the `mean` colour). `normalize=False` stops at PIL."""
     check_choice("strong view", kind, STRONG_VIEWS)
+    check_choice("RandAugment fill", fill, CHOICES["randaug_fill"])
     if kind == "weak": return weak_transform(size, mean, std) if normalize else weak_geometry(size)
+    # timm fills with the `mean` it is given; the released code gives it (0, 0, 0) and normalises later
     kw = dict(input_size=size, is_training=True, scale=(0.3, 1.0), hflip=0.5, color_jitter=0.,
-              auto_augment=RAND_AUGMENT if kind == "released" else None, interpolation="bicubic", mean=mean, std=std)
-    if normalize: return create_transform(**kw)
-    geometry, augment, _ = create_transform(**kw, separate=True)   # the last part is ToTensor + Normalize
-    return T.Compose([*geometry.transforms, *augment.transforms])
+              auto_augment=RAND_AUGMENT if kind == "released" else None, interpolation="bicubic",
+              mean=(0., 0., 0.) if fill == "black" else tuple(mean), std=(1., 1., 1.))
+    geometry, augment, _ = create_transform(**kw, separate=True)   # the last part (ToTensor + Normalize) is ours
+    pil = [*geometry.transforms, *augment.transforms]
+    return T.Compose([*pil, *_tail(mean, std)] if normalize else pil)
 
 # %% ../nbs/07_views.ipynb #c010
 def random_square_crop(img: Image.Image, lo: float = 0.5, hi: float = 0.9) -> Image.Image:
@@ -61,10 +65,11 @@ def random_square_crop(img: Image.Image, lo: float = 0.5, hi: float = 0.9) -> Im
 # %% ../nbs/07_views.ipynb #c013
 class TrainViews:
     "Weak, strong and `n_crops` crop views of one PIL image, as uint8 tensors (normalise with `normalize_views`)."
-    def __init__(self, size: int, mean, std, n_crops: int = 8, crop_scale=(0.5, 0.9), strong: str = "released"):
+    def __init__(self, size: int, mean, std, n_crops: int = 8, crop_scale=(0.5, 0.9), strong: str = "released",
+                 fill: str = "black"):
         self.size, self.n_crops, self.crop_scale, self.strong_kind = size, n_crops, tuple(crop_scale), strong
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.weak, self.strong = weak_geometry(size), strong_transform(size, mean, std, normalize=False, kind=strong)
+        self.mean, self.std, self.fill = tuple(mean), tuple(std), fill
+        self.weak, self.strong = weak_geometry(size), strong_transform(size, mean, std, normalize=False, kind=strong, fill=fill)
         self.to_tensor = T.PILToTensor()                               # (3, S, S) uint8, no copy of the maths
 
     def __call__(self, img: Image.Image):
@@ -74,7 +79,7 @@ class TrainViews:
         crops = torch.stack(crops) if crops else torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
         return t(self.weak(img)), t(self.strong(img)), crops  # (3,S,S), (3,S,S), (K,3,S,S) uint8
 
-    def __repr__(self): return f"TrainViews(size={self.size}, n_crops={self.n_crops}, crop_scale={self.crop_scale}, strong={self.strong_kind!r})"
+    def __repr__(self): return f"TrainViews(size={self.size}, n_crops={self.n_crops}, crop_scale={self.crop_scale}, strong={self.strong_kind!r}, fill={self.fill!r})"
 
 # %% ../nbs/07_views.ipynb #c014
 def normalize_views(x: torch.Tensor, mean, std, dtype=torch.float32) -> torch.Tensor:
