@@ -5,7 +5,7 @@ VENV_STAMP := .venv/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install test test-slow sync-check export clean-nbs demo pretrain study report bench docs docs-check
+.PHONY: help install test test-slow sync-check export clean-nbs demo pretrain study report bench docs docs-check verify-release
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -70,3 +70,10 @@ docs-check: $(VENV_STAMP)  ## build one page and screenshot it in headless Chrom
 
 bench: $(VENV_STAMP)  ## time the training step of a random ViT-B/32 (batch 16, 224 px) → reports/bench/summary.json
 	.venv/bin/microclip bench --backbone ViT-B-32 --batch 16
+
+# The released training step against ours on identical random weights, views and heads (nbs/22_faithfulness.ipynb).
+# RELEASE is a clone of https://github.com/sathiiii/microCLIP; its code is imported at run time, never copied here.
+RELEASE ?=
+verify-release: $(VENV_STAMP)  ## released step vs ours, side by side (CPU, ~1 min) → reports/faithfulness.md: RELEASE=<clone of sathiiii/microCLIP>
+	@if [ -z "$(RELEASE)" ]; then echo "usage: make verify-release RELEASE=<path to a clone of https://github.com/sathiiii/microCLIP>" >&2; exit 2; fi
+	$(PY) -c "import sys; from microclip.faithfulness import main; main(sys.argv[1])" "$(RELEASE)"
