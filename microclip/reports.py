@@ -15,12 +15,12 @@ from .study import ABLATIONS, ZEROSHOT_FIELDS, run_status, zeroshot_run_dir
 from .train import input_fingerprint, run_name
 
 # %% auto #0
-__all__ = ['PER_RUN', 'BENCHMARKS', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS', 'PL_LABELS', 'DESCRIPTIONS', 'recipe_of',
-           'recipe_changes', 'run_inputs_current', 'load_runs', 'markdown_table', 'latex_table', 'write_table',
-           'summarise_seeds', 'pivot_cells', 'main_results', 'main_table_display', 'ablation_results',
-           'ablation_display', 'epoch_metrics', 'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma', 'cls_attention',
-           'fig_saliency', 'write_inventory', 'recipe_legend', 'main_legend', 'make_report', 'report_index',
-           'add_report_args', 'report_from_args']
+__all__ = ['PER_RUN', 'BENCHMARKS', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS', 'VARIANT_NOTES', 'FUSION_ORDERS', 'PL_LABELS',
+           'DESCRIPTIONS', 'recipe_of', 'recipe_changes', 'run_inputs_current', 'load_runs', 'markdown_table',
+           'latex_table', 'write_table', 'summarise_seeds', 'pivot_cells', 'main_results', 'main_table_display',
+           'ablation_results', 'ablation_display', 'epoch_metrics', 'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma',
+           'cls_attention', 'fig_saliency', 'write_inventory', 'recipe_legend', 'main_legend', 'make_report',
+           'report_index', 'add_report_args', 'report_from_args']
 
 # %% ../nbs/18_reports.ipynb #c005
 PER_RUN = ("dataset", "data_root", "descriptions", "seed", "method", "device", "workers")
@@ -73,7 +73,8 @@ def load_runs(root=None) -> pd.DataFrame:
                      "dataset": cfg.get("dataset", run.parent.name), "method": "zeroshot" if zs else cfg.get("method", params.get("method")),
                      "seed": cfg.get("seed", params.get("seed")), "backbone": cfg.get("backbone"), "pretrained": cfg.get("pretrained"),
                      "recipe": recipe_of(cfg, zs) if cfg else None, "changes": recipe_changes(cfg, zs) if cfg else None,
-                     **{k: final.get(k) for k in ("top1", "top1_cls", "top1_fg", "mean_per_class")},
+                     **{k: final.get(k) for k in ("top1", "top1_cls", "top1_fg", "top1_train_fusion", "top1_released_fusion",
+                                                   "mean_per_class")},
                      "zeroshot": final.get("zeroshot"), "error": (err.get("error") or "").split("\n")[0][:200] or None,
                      **{k: env.get(k) for k in ("microclip", "torch", "open_clip", "device", "git_commit")},
                      "path": str(run), "config": cfg})
@@ -195,9 +196,10 @@ def ablation_results(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
         v = {k: r.config[k] for k in fields}
         if v not in grid: continue
         base_cfg = {**r.config, **{k: getattr(Config(), k) for k in fields}}
-        rows.append(dict(variant=", ".join(f"{k}={v[k]}" for k in fields), _i=grid.index(v), backbone=r.backbone,
-                         base_recipe=recipe_of(base_cfg), base_changes=recipe_changes(base_cfg), dataset=r.dataset,
-                         seed=r.seed, value=r.top1))
+        name = ", ".join(f"{k}={v[k]}" for k in fields)
+        for suffix, value in _ablation_values(r, axis):
+            rows.append(dict(variant=name + suffix, _i=grid.index(v), backbone=r.backbone, base_recipe=recipe_of(base_cfg),
+                             base_changes=recipe_changes(base_cfg), dataset=r.dataset, seed=r.seed, value=value))
     if not rows: return pd.DataFrame(columns=["variant", "default", "backbone", "base_recipe", "base_changes", "dataset", "n_seeds",
                                               "mean", "std", "seeds"])
     s = summarise_seeds(pd.DataFrame(rows), ["_i", "variant", "backbone", "base_recipe", "base_changes", "dataset"])
@@ -205,10 +207,24 @@ def ablation_results(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
     s.insert(2, "default", s._i == grid.index(default))
     return s.sort_values(["backbone", "base_recipe", "_i", "dataset"]).drop(columns="_i").reset_index(drop=True)
 
+VARIANT_NOTES = {   # what a row is in the paper's terms, where its name alone would mislead
+    "soap_query=masked_mean": "SOAP; also the paper's 'naive token average' row (the released flag falls through to SOAP)",
+    "soap_query=pool_mean": "true token mean, no attention (what --use_naive_token_avg was meant to give)",
+}
+FUSION_ORDERS = {"released": " · test ρ·[FG] + (1−ρ)·[CLS] (released evaluate)", "train": " · test ρ·[CLS] + (1−ρ)·[FG] (as trained)"}
+
+def _ablation_values(r, axis: str) -> list[tuple[str, float]]:
+    "(label suffix, top-1) of one run on `axis`: both test fusion orders on the ρ axis, else its top-1."
+    if axis != "fusion_ratio": return [("", r.top1)]
+    both = [(FUSION_ORDERS[o], getattr(r, f"top1_{o}_fusion", None)) for o in ("released", "train")]
+    if all(v is not None and v == v for _, v in both): return both
+    return [(FUSION_ORDERS[r.config.get("eval_fusion", "train")], r.top1)]   # written before both were recorded
+
 def ablation_display(res: pd.DataFrame) -> pd.DataFrame:
     res = res.copy()
     multi = res[["backbone", "base_recipe"]].drop_duplicates().shape[0] > 1
-    res["row"] = [f"{v}{' (released default)' if d else ''}" + (f" [{b}, {r}]" if multi else "")
+    res["row"] = [f"{v}{' — ' + VARIANT_NOTES[v] if v in VARIANT_NOTES else ''}{' (released default)' if d else ''}"
+                  + (f" [{b}, {r}]" if multi else "")
                   for v, d, b, r in zip(res.variant, res.default, res.backbone, res.base_recipe)]
     return pivot_cells(res, "row")
 

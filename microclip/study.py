@@ -64,7 +64,8 @@ def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
     write_json(run / "env.json", environment(device, cfg))
     set_seed(cfg.seed)
     bb = Backbone.from_name(cfg.backbone, cfg.pretrained, cfg.image_size, device)
-    heads = build_heads(bb, inputs.classes, inputs.descriptions, inputs.templates, cfg.hand_norm)
+    heads = build_heads(bb, inputs.classes, inputs.descriptions, inputs.templates, cfg.hand_norm, cfg.prompt_names,
+                        cfg.long_descriptions)
     model = MicroCLIP(bb, heads["frozen LLM head"], heads["description mean"], cfg.update(method="baseline")).to(device)
     inputs.test.transform = eval_transform(bb.image_size, bb.mean, bb.std, cfg.eval_crop)
     dl = DataLoader(inputs.test, batch_size=cfg.eval_batch_size, num_workers=cfg.workers)
