@@ -4,14 +4,14 @@
 
 # %% ../nbs/12_cli.ipynb #c002
 from __future__ import annotations
-import argparse, csv, io, json, sys
+import argparse, contextlib, csv, io, json, sys
 from pathlib import Path
 import torch
 from .core import MicroclipError, get_device, load_config, parse_overrides
 
 # %% auto #0
-__all__ = ['COMMANDS', 'build_parser', 'cmd_train', 'cmd_evaluate', 'cmd_predict', 'cmd_data', 'cmd_descriptions', 'cmd_demo',
-           'cmd_pretrain', 'cmd_bench', 'cmd_study', 'cmd_report', 'main']
+__all__ = ['COMMANDS', 'build_parser', 'cmd_train', 'cmd_evaluate', 'image_paths', 'cmd_predict', 'cmd_data', 'cmd_descriptions',
+           'cmd_demo', 'cmd_pretrain', 'cmd_bench', 'cmd_study', 'cmd_report', 'main']
 
 # %% ../nbs/12_cli.ipynb #c005
 def _add_common(p):
@@ -33,11 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", required=True)
     e.add_argument("--ckpt-path", "--ckpt_path", dest="ckpt_path", required=True)
     e.add_argument("--data-root", default=None, help="dataset folder (default: the registry's)")
+    e.add_argument("--skip-corrupt", action="store_true", help="skip (and count) unreadable test images instead of stopping")
     _add_common(e)
     pr = sub.add_parser("predict", help="top-k classes of image files, as CSV or JSON")
     pr.add_argument("--ckpt-path", "--ckpt_path", dest="ckpt_path", required=True)
-    pr.add_argument("images", nargs="+")
+    pr.add_argument("images", nargs="+", help="image files, folders (searched recursively) or .txt lists of paths")
     pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the run's eval_batch_size)")
+    pr.add_argument("--workers", type=int, default=None, help="loader processes (default: the run's workers)")
     pr.add_argument("--format", choices=("csv", "json"), default="csv")
     _add_common(pr)
     d = sub.add_parser("data", help="dataset registry")
@@ -90,7 +93,7 @@ def cmd_evaluate(a) -> dict:
     from microclip.views import eval_transform
     from microclip.evaluate import collect_features, score
     model, ck = load_model(a.ckpt_path, a.device or "auto")
-    test = load_split(a.dataset, "test", root=a.data_root)
+    test = load_split(a.dataset, "test", root=a.data_root, skip_corrupt=a.skip_corrupt)
     if list(test.classes) != list(ck["classes"]):
         raise MicroclipError(f"checkpoint {a.ckpt_path} was trained on {len(ck['classes'])} classes that differ from "
                              f"dataset {a.dataset!r}'s {len(test.classes)} (name or order)")
@@ -101,25 +104,56 @@ def cmd_evaluate(a) -> dict:
     return {k: v for k, v in res.items() if k != "per_class"}
 
 # %% ../nbs/12_cli.ipynb #c008
+class _Files(torch.utils.data.Dataset):
+    "Image files for `predict`: (tensor or None, index, error) — an unreadable file is reported, not fatal."
+    def __init__(self, paths, transform): self.paths, self.transform = list(paths), transform
+    def __len__(self): return len(self.paths)
+    def __getitem__(self, i):
+        from microclip.datasets import read_image
+        try: return self.transform(read_image(self.paths[i])), i, None
+        except MicroclipError as e: return None, i, str(e)
+
+def _collate(items):
+    ok = [(x, i) for x, i, _ in items if x is not None]
+    return (torch.stack([x for x, _ in ok]) if ok else None, [i for _, i in ok], [(i, e) for x, i, e in items if x is None])
+
+def image_paths(items) -> list[str]:
+    "Image files from paths, folders (searched recursively for image files) and `.txt` lists (one path a line)."
+    from microclip.datasets import IMAGE_EXTS
+    out = []
+    for it in items:
+        p = Path(it)
+        if p.is_dir(): out += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+        elif p.suffix.lower() == ".txt" and p.is_file(): out += [l.strip() for l in p.read_text().splitlines() if l.strip()]
+        else: out.append(it)
+    if not out: raise MicroclipError(f"no image files in {', '.join(items)}")
+    return out
+
 def cmd_predict(a) -> str:
-    from PIL import Image, UnidentifiedImageError
     from microclip.train import load_model
     from microclip.views import eval_transform
+    if a.top_k < 1: raise MicroclipError(f"--top-k must be at least 1, got {a.top_k}")
     model, ck = load_model(a.ckpt_path, a.device or "auto")
-    bb, dev = model.backbone, next(model.parameters()).device
-    tf = eval_transform(bb.image_size, bb.mean, bb.std, "center")
-    rows, k = [], min(a.top_k, len(ck["classes"]))
-    for path in a.images:
-        try: x = tf(Image.open(path).convert("RGB"))[None].to(dev)
-        except (OSError, UnidentifiedImageError) as e: raise MicroclipError(f"cannot read image {path}: {e}") from None
-        with torch.no_grad(): p = model(x).softmax(-1)[0]
-        conf, idx = p.topk(k)
-        rows += [{"image": path, "rank": r + 1, "class": ck["classes"][i], "prob": round(c, 6)}
-                 for r, (c, i) in enumerate(zip(conf.tolist(), idx.tolist()))]
-    if a.format == "json": return json.dumps(rows, indent=1)
-    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=["image", "rank", "class", "prob"])
-    w.writeheader(); w.writerows(rows)
-    return buf.getvalue()
+    bb, dev, paths = model.backbone, next(model.parameters()).device, image_paths(a.images)
+    ds = _Files(paths, eval_transform(bb.image_size, bb.mean, bb.std, "center"))
+    dl = torch.utils.data.DataLoader(ds, batch_size=a.batch_size or model.cfg.eval_batch_size, collate_fn=_collate,
+                                     num_workers=model.cfg.workers if a.workers is None else a.workers)
+    rows, failed, k = [], [], min(a.top_k, len(ck["classes"]))
+    with torch.no_grad():
+        for x, idx, bad in dl:
+            failed += bad
+            if x is None: continue
+            conf, top = model(x.to(dev)).softmax(-1).topk(k)                 # (B, k)
+            rows += [{"image": paths[i], "rank": r + 1, "class": ck["classes"][c], "prob": round(p, 6)}
+                     for i, ps, cs in zip(idx, conf.tolist(), top.tolist()) for r, (p, c) in enumerate(zip(ps, cs))]
+    if a.format == "json": text = json.dumps(rows, indent=1)
+    else:
+        buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=["image", "rank", "class", "prob"])
+        w.writeheader(); w.writerows(rows); text = buf.getvalue()
+    if not failed: return text
+    print(text, flush=True)                       # what could be read is written before the failures are reported
+    raise MicroclipError(f"{len(failed)} of {len(paths)} images could not be read (predictions above cover the rest):\n"
+                         + "\n".join(f"  {e}" for _, e in sorted(failed)[:50]))
 
 # %% ../nbs/12_cli.ipynb #c009
 def cmd_data(a):
@@ -170,12 +204,30 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
             "descriptions": cmd_descriptions, "demo": cmd_demo, "pretrain": cmd_pretrain,
             "study": cmd_study, "report": cmd_report, "bench": cmd_bench}
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    "Turn SIGTERM (a plain `kill`, a scheduler's stop) into KeyboardInterrupt, so partial files are cleaned up."
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def stop(*_): raise KeyboardInterrupt("terminated (SIGTERM)")
+    old = signal.signal(signal.SIGTERM, stop)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
+
 def main(argv=None) -> int:
     "Entry point of the `microclip` console script."
     a = build_parser().parse_args(argv)
-    try: out = COMMANDS[a.command](a)
+    try:
+        with _sigterm_as_interrupt(): out = COMMANDS[a.command](a)
     except MicroclipError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:                               # Ctrl-C or kill: where it stopped, how to go on
+        print(f"interrupted: {e or 'stopped before any result was written'}", file=sys.stderr)
+        return 130
+    except OSError as e:                                         # a read-only or full disk, a missing folder, ...
+        print(f"error: {getattr(e, 'filename', None) or ''}: {e.strerror or e} — check that this path exists and "
+              "is writable (or point MICROCLIP_RUNS / MICROCLIP_REPORTS / --run-dir elsewhere)", file=sys.stderr)
         return 2
     if isinstance(out, dict): print(json.dumps(out, indent=1))
     elif out: print(out)

@@ -17,8 +17,8 @@ import microclip
 # %% auto #0
 __all__ = ['PKG_DIR', 'CHOICES', 'UNIT_INTERVAL', 'POSITIVE', 'OPTIONAL_POSITIVE', 'NON_NEGATIVE', 'TRAIN_CONFIGS',
            'LATE_OPTIONS', 'project_root', 'data_dir', 'runs_dir', 'reports_dir', 'MicroclipError', 'check_choice',
-           'set_seed', 'get_device', 'atomic_path', 'write_text', 'write_json', 'torch_save', 'sha256', 'Config',
-           'parse_overrides', 'load_config', 'config_hash']
+           'set_seed', 'get_device', 'umask', 'atomic_path', 'write_text', 'write_json', 'torch_save', 'sha256',
+           'Config', 'parse_overrides', 'load_config', 'config_hash']
 
 # %% ../nbs/00_core.ipynb #c005
 PKG_DIR = Path(microclip.__file__).resolve().parent
@@ -71,6 +71,15 @@ def get_device(spec: str = "auto") -> torch.device:
     return dev
 
 # %% ../nbs/00_core.ipynb #c014
+def umask() -> int:
+    "This process's umask (read without changing it where Linux allows)."
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("Umask:"): return int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    m = os.umask(0o022); os.umask(m)
+    return m
+
 @contextmanager
 def atomic_path(path):
     "Yield a temporary path beside `path`; on success rename it to `path`, on error delete it."
@@ -78,6 +87,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~umask())                # mkstemp makes it 0600: give it the mode open() would
     try:
         yield Path(tmp)
         os.replace(tmp, path)

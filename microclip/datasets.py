@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from fastcore.basics import patch
 from .core import MicroclipError, check_choice, data_dir, PKG_DIR
@@ -17,20 +17,42 @@ from .core import MicroclipError, check_choice, data_dir, PKG_DIR
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'CLASSNAMES_FILE', 'DEFAULT_TEMPLATES', 'DATASETS', 'NAME_ALIASES', 'RESERVED_DIRS',
            'MICROWORLD_TEMPLATES', 'TEMPLATES', 'EUROSAT_FOLDERS', 'CALTECH_FOLDERS', 'BENCHMARKS', 'DOWNLOAD_DIR',
-           'DONE_FILE', 'CALTECH_SKIP', 'COOP_DATASETS', 'MANUAL_STEPS', 'read_image', 'ImageList', 'benchmark_classes',
-           'name_key', 'name_labeler', 'index_labeler', 'folder_samples', 'DatasetSpec', 'register_dataset',
-           'list_datasets', 'get_spec', 'load_split', 'read_classes', 'read_templates', 'ratio_split',
-           'image_folder_spec', 'register_image_folder', 'DatasetReport', 'check_dataset', 'Downloader',
-           'caltech_split', 'sun397_split', 'download_dataset']
+           'DONE_FILE', 'CALTECH_SKIP', 'COOP_DATASETS', 'MANUAL_STEPS', 'to_rgb', 'read_image', 'ImageList',
+           'benchmark_classes', 'name_key', 'name_labeler', 'index_labeler', 'folder_samples', 'DatasetSpec',
+           'register_dataset', 'list_datasets', 'get_spec', 'load_split', 'read_class_map', 'read_classes',
+           'read_templates', 'ratio_split', 'image_folder_spec', 'register_image_folder', 'DatasetReport',
+           'check_dataset', 'Downloader', 'caltech_split', 'sun397_split', 'download_dataset']
 
 # %% ../nbs/08_datasets.ipynb #c005
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_EXTS = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+def _to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    "Pixels of a 16-bit, 32-bit integer or float image as 0–255, scaled by the range the mode means (not clipped)."
+    a = a.astype(np.float64)
+    if mode.startswith("I;16"): hi = 65535.0                        # 16-bit: industrial and scientific cameras
+    else:
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        if lo >= 0 and hi <= (1.0 if mode == "F" else 255.0): hi = 1.0 if mode == "F" else 255.0
+        elif lo >= 0 and hi <= 65535 and mode == "I": hi = 65535.0   # PIL's older mode for 16-bit PNGs
+        else: a, hi = a - lo, max(hi - lo, 1e-12)                    # any other range: stretch min..max
+    return np.clip(np.nan_to_num(a) / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    "An RGB copy of `im`, upright per its EXIF orientation, whatever its mode (16-bit, float, palette, CMYK, alpha)."
+    if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)   # as a photo viewer shows it
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        return Image.fromarray(np.repeat(_to_uint8(np.asarray(im), im.mode)[..., None], 3, axis=2))
+    if im.mode == "P" and "transparency" in im.info: im = im.convert("RGBA")   # palette alpha: decoded, then dropped
+    return im.convert("RGB")                                        # alpha is dropped, as CLIP's preprocessing does
 
 def read_image(path) -> Image.Image:
-    "Open `path` as an RGB PIL image, decoding it fully so that truncated or corrupt files fail here."
+    "Open `path` as an RGB PIL image, decoding it fully so that truncated, corrupt or oversized files fail here."
     try:
-        with Image.open(path) as im: return im.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        with Image.open(path) as im: return to_rgb(im)
+    except Image.DecompressionBombError as e:
+        raise MicroclipError(f"cannot read image {path}: too many pixels for PIL's decompression-bomb guard ({e}); "
+                             "downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted") from None
+    except Exception as e:                                          # OSError, UnidentifiedImageError, ValueError, ...
         raise MicroclipError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
 
 # %% ../nbs/08_datasets.ipynb #c008
@@ -208,20 +230,42 @@ def load_split(name: str, split: str, root=None, transform=None, skip_corrupt: b
 # %% ../nbs/08_datasets.ipynb #c027
 RESERVED_DIRS = ("train", "test", "masks")
 
+def _class_pairs(root: Path) -> list[tuple[str | None, str]] | None:
+    "(folder or None, class name) in label order from `classes.json` or `classes.txt`; None when neither exists."
+    fj, ft = root / "classes.json", root / "classes.txt"
+    if fj.exists() and ft.exists(): raise MicroclipError(f"{root} has both classes.json and classes.txt; keep one")
+    if fj.exists():
+        m = _read_json(fj)
+        if not (isinstance(m, dict) and m and all(isinstance(v, str) and v.strip() for v in m.values())):
+            raise MicroclipError(f"{fj} must map each class folder to its class name, e.g. "
+                                 '{"n01": "defect-free fabric", "n02": "broken yarn"}')
+        return [(k, v.strip()) for k, v in m.items()]
+    if not ft.exists(): return None
+    lines = [l for l in ft.read_text().splitlines() if l.strip()]
+    tabbed = ["\t" in l for l in lines]
+    if any(tabbed) and not all(tabbed):
+        raise MicroclipError(f"{ft}: either every line is 'folder<TAB>class name' or none is (line "
+                             f"{tabbed.index(not tabbed[0]) + 1} differs from line 1)")
+    if not lines: raise MicroclipError(f"{ft} lists no classes")
+    return [tuple(x.strip() for x in l.split("\t", 1)) for l in lines] if tabbed[0] else [(None, l.strip()) for l in lines]
+
+def read_class_map(root) -> tuple[list[str], dict[str, str] | None]:
+    "Class names in label order, and {folder: class name} when the dataset maps freely named folders to classes."
+    root = Path(root); pairs = _class_pairs(root)
+    if pairs is None:
+        base = root / "train" if (root / "train").is_dir() else root
+        if not base.is_dir(): raise MicroclipError(f"missing {root / 'classes.txt'} (one class name per line)")
+        pairs = [(None, p.name) for p in sorted(base.iterdir()) if p.is_dir() and p.name not in RESERVED_DIRS]
+        if not pairs: raise MicroclipError(f"missing {root / 'classes.txt'}, and {base} has no class folders")
+    names, folders = [n for _, n in pairs], [f for f, _ in pairs if f is not None]
+    for what, xs in (("class names", names), ("class folders", folders)):
+        dup = sorted({x for x in xs if xs.count(x) > 1})
+        if dup: raise MicroclipError(f"{root}: duplicate {what} {dup[:6]}")
+    return names, ({f: n for f, n in pairs} if folders else None)
+
 def read_classes(root) -> list[str]:
-    "Class names from `<root>/classes.txt`, else the sorted class folders (of `train/` if present)."
-    root = Path(root); f = root / "classes.txt"
-    if f.exists():
-        names = [l.strip() for l in f.read_text().splitlines() if l.strip()]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup: raise MicroclipError(f"{f}: duplicate class names {dup[:6]}")
-        if not names: raise MicroclipError(f"{f} lists no classes")
-        return names
-    base = root / "train" if (root / "train").is_dir() else root
-    if not base.is_dir(): raise MicroclipError(f"missing {f} (one class name per line)")
-    names = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in RESERVED_DIRS)
-    if not names: raise MicroclipError(f"missing {f}, and {base} has no class folders")
-    return names
+    "Class names from `<root>/classes.json` or `classes.txt`, else the sorted class folders (of `train/` if present)."
+    return read_class_map(root)[0]
 
 def read_templates(root, default=None) -> list[str]:
     "Templates from `<root>/templates.txt` (each must contain '{}'), else `default`."
@@ -249,15 +293,16 @@ def ratio_split(samples, split: str, ratio: float = 0.8, seed: int = 0):
 
 # %% ../nbs/08_datasets.ipynb #c031
 def _imagefolder_load(root, split, spec, split_ratio: float = 0.8, seed: int = 0, **kw):
-    classes = read_classes(root)
-    lab = name_labeler(classes, spec.aliases)
+    classes, folders = read_class_map(root)
+    lab = ((lambda f, idx={f: classes.index(n) for f, n in folders.items()}: idx.get(f)) if folders   # mapped folders
+           else name_labeler(classes, spec.aliases))
     if (root / "train").is_dir() or (root / "test").is_dir():
         return folder_samples(root / split, classes, lab), classes
     allsamples = folder_samples(root, classes, lab, ignore=RESERVED_DIRS)
     return ratio_split(allsamples, split, split_ratio, seed), classes
 
 def image_folder_spec(name: str, dirname: str | None = None, title: str | None = None, templates=None) -> DatasetSpec:
-    "Spec of an image-folder dataset (classes.txt + train/test trees or class folders)."
+    "Spec of an image-folder dataset (classes.txt or classes.json + train/test trees or class folders)."
     def required(r): return [r, r / "classes.txt"]
     spec = DatasetSpec(name=name, title=title or name, dirname=dirname or name, load=_imagefolder_load,
                        descriptions="descriptions.json", splits={"train": "train/ (or a seeded share)", "test": "test/"},

@@ -312,7 +312,7 @@ def generate_microworld(root=None, seed: int = 0, n_train: int = 150, n_test: in
     if min(n_train, n_test) < 1 or image_size < 32:
         raise MicroclipError(f"microworld needs n_train, n_test >= 1 and image_size >= 32 (got {n_train}, {n_test}, {image_size})")
     params = _meta(seed, n_train, n_test, image_size, nuisance)
-    if not force and _complete(root, params): return root
+    if not force and _complete(root, params): return _record(root, only_if_missing=True)
     for s in SPLITS:
         for c in SPECIES_NAMES: (root / s / c).mkdir(parents=True, exist_ok=True); (root / "masks" / s / c).mkdir(parents=True, exist_ok=True)
     (root / "meta.json").unlink(missing_ok=True)                      # marks the folder incomplete until done
@@ -326,6 +326,14 @@ def generate_microworld(root=None, seed: int = 0, n_train: int = 150, n_test: in
     write_json(root / "descriptions.json", make_descriptions(seed))
     write_text(root / "images.jsonl", "".join(json.dumps(r) + "\n" for rs in rows for r in rs))
     write_json(root / "meta.json", dict(params=params, n_images=sum(map(len, rows))))
+    return _record(root)
+
+def _record(root: Path, only_if_missing: bool = False) -> Path:
+    "Record the content digest of the world as generated: runs keep their folder names until its files are edited."
+    from microclip.train import CONTENT_FILE, record_content
+    from microclip.core import Config
+    if not (only_if_missing and (root / CONTENT_FILE).exists()):
+        record_content(Config(dataset="microworld", data_root=str(root), descriptions=None))
     return root
 
 class _Serial:

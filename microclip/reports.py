@@ -12,15 +12,15 @@ import torch
 import yaml
 from .core import Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, write_text
 from .study import ABLATIONS, ZEROSHOT_FIELDS, run_status, zeroshot_run_dir
-from .train import input_fingerprint, run_name
+from .train import input_changes, input_fingerprint, run_identity, run_name
 
 # %% auto #0
 __all__ = ['PER_RUN', 'BENCHMARKS', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS', 'VARIANT_NOTES', 'FUSION_ORDERS', 'PL_LABELS',
-           'DESCRIPTIONS', 'recipe_of', 'recipe_changes', 'run_inputs_current', 'load_runs', 'markdown_table',
-           'latex_table', 'write_table', 'summarise_seeds', 'pivot_cells', 'main_results', 'main_table_display',
-           'ablation_results', 'ablation_display', 'epoch_metrics', 'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma',
-           'cls_attention', 'fig_saliency', 'write_inventory', 'recipe_legend', 'main_legend', 'make_report',
-           'report_index', 'add_report_args', 'report_from_args']
+           'DESCRIPTIONS', 'recipe_of', 'recipe_changes', 'stale_reason', 'run_inputs_current', 'load_runs',
+           'markdown_table', 'latex_table', 'write_table', 'summarise_seeds', 'pivot_cells', 'main_results',
+           'main_table_display', 'ablation_results', 'ablation_display', 'epoch_metrics', 'fig_pseudo_labels',
+           'fig_test_top1', 'fig_gamma', 'cls_attention', 'fig_saliency', 'write_inventory', 'recipe_legend',
+           'main_legend', 'make_report', 'report_index', 'add_report_args', 'report_from_args']
 
 # %% ../nbs/18_reports.ipynb #c005
 PER_RUN = ("dataset", "data_root", "descriptions", "seed", "method", "device", "workers")
@@ -38,36 +38,47 @@ def recipe_changes(cfg: dict, zeroshot: bool = False) -> str:
     return ", ".join(f"{k}={cfg[k]}" for k in d if k in keep and k not in PER_RUN and cfg.get(k, d[k]) != d[k]) or "released defaults"
 
 # %% ../nbs/18_reports.ipynb #c008
+class _Unreadable(str): "The message standing in for a run file that cannot be parsed."
+
 def _read(p: Path, default=None):
     if not p.exists(): return default
-    return yaml.safe_load(p.read_text()) if p.suffix == ".yaml" else json.loads(p.read_text())
+    try: return yaml.safe_load(p.read_text()) if p.suffix == ".yaml" else json.loads(p.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:                 # a file cut short, edited by hand, ...
+        return _Unreadable(f"{p.name} cannot be read ({type(e).__name__}: {str(e)[:120]}); fix or delete it and rerun the run's command")
+
+def stale_reason(run: Path, cfg: dict, env: dict) -> str | None:
+    "Why a finished run no longer matches today's input files (None: it does, or nothing can be compared)."
+    try: c = Config.from_dict({k: v for k, v in cfg.items() if k in Config.__dataclass_fields__})
+    except MicroclipError: return None                         # cannot tell
+    if "inputs" in env: return "; ".join(input_changes(c, env["inputs"])) or None
+    if not run_identity(c): return None
+    zs = run.name.startswith("zeroshot-")
+    expected = zeroshot_run_dir(c).name if zs else run_name(c)
+    if run.name.rsplit("-", 1)[0] != expected.rsplit("-", 1)[0]: return None    # not a default folder name
+    return None if run.name == expected else "its folder name (a digest of its input files) differs from today's files' digest"
 
 def run_inputs_current(run: Path, cfg: dict, env: dict) -> bool:
     "False when a digest the run recorded (or, for older runs, its folder name) disagrees with today's input files."
-    try: c = Config.from_dict({k: v for k, v in cfg.items() if k in Config.__dataclass_fields__})
-    except MicroclipError: return True                         # cannot tell
-    now = input_fingerprint(c)
-    if "inputs" in env: return all(now[k] == v for k, v in env["inputs"].items() if k in now)
-    if not now: return True
-    zs = run.name.startswith("zeroshot-")
-    expected = zeroshot_run_dir(c).name if zs else run_name(c)
-    if run.name.rsplit("-", 1)[0] != expected.rsplit("-", 1)[0]: return True    # not a default folder name
-    return run.name == expected
+    return stale_reason(run, cfg, env) is None
 
 def load_runs(root=None) -> pd.DataFrame:
     "One row per run folder under `root` (default `runs_dir()`), sorted by path."
     root = Path(root) if root else runs_dir()
     rows = []
     for run in sorted({p.parent for p in [*root.glob("*/*/config.yaml"), *root.glob("*/*/study.json")]}):
-        cfg = _read(run / "config.yaml", {})                    # missing when a run failed before it started training
+        files = {n: _read(run / f, d) for n, f, d in (("cfg", "config.yaml", {}), ("final", "final.json", {}), ("env", "env.json", {}),
+                                                       ("err", "error.json", {}), ("study", "study.json", None))}
+        bad = [v for v in files.values() if isinstance(v, _Unreadable)]
+        cfg, final, env, err, study = (({} if n != "study" else None) if isinstance(v, _Unreadable) else v for n, v in files.items())
         if cfg: cfg = {**LATE_OPTIONS, **cfg}                   # options added after the run: the values it ran with
         zs = run.name.startswith("zeroshot-")
-        reqs = _read(run / "study.json", {"requests": [{"experiment": "zeroshot" if zs else "adapt"}]})["requests"]
+        reqs = (study or {"requests": [{"experiment": "zeroshot" if zs else "adapt"}]})["requests"]
         params = reqs[0].get("parameters", {})
-        final, env, err = _read(run / "final.json", {}), _read(run / "env.json", {}), _read(run / "error.json", {})
-        status = run_status(run)
-        if status == "finished" and cfg and not run_inputs_current(run, cfg, env): status = "stale"
-        rows.append({"run": run.relative_to(root).as_posix(), "status": status,
+        status, why = run_status(run), None
+        if bad: status = "unreadable"
+        elif status == "finished" and cfg: why = stale_reason(run, cfg, env)
+        if why: status = "stale"
+        rows.append({"run": run.relative_to(root).as_posix(), "status": status, "stale_reason": why,
                      "experiments": ",".join(sorted({r["experiment"] for r in reqs})),
                      "ablations": ",".join(sorted({r["ablation"] for r in reqs if r.get("ablation")})),
                      "dataset": cfg.get("dataset", run.parent.name), "method": "zeroshot" if zs else cfg.get("method", params.get("method")),
@@ -75,7 +86,8 @@ def load_runs(root=None) -> pd.DataFrame:
                      "recipe": recipe_of(cfg, zs) if cfg else None, "changes": recipe_changes(cfg, zs) if cfg else None,
                      **{k: final.get(k) for k in ("top1", "top1_cls", "top1_fg", "top1_train_fusion", "top1_released_fusion",
                                                    "mean_per_class")},
-                     "zeroshot": final.get("zeroshot"), "error": (err.get("error") or "").split("\n")[0][:200] or None,
+                     "zeroshot": final.get("zeroshot"),
+                     "error": "; ".join(bad) or (err.get("error") or "").split("\n")[0][:200] or None,
                      **{k: env.get(k) for k in ("microclip", "torch", "open_clip", "device", "git_commit")},
                      "path": str(run), "config": cfg})
     df = pd.DataFrame(rows)
@@ -354,7 +366,7 @@ def fig_saliency(run_path, path: Path, n_images: int = 4) -> Path:
 # %% ../nbs/18_reports.ipynb #c040
 def write_inventory(runs: pd.DataFrame, out: Path) -> Path:
     "`tables/runs.csv`: every run folder with its status, error, metrics and environment."
-    cols = ["run", "status", "experiments", "ablations", "dataset", "method", "seed", "backbone", "pretrained", "recipe",
+    cols = ["run", "status", "stale_reason", "experiments", "ablations", "dataset", "method", "seed", "backbone", "pretrained", "recipe",
             "top1", "top1_cls", "top1_fg", "mean_per_class", "error", "microclip", "torch", "open_clip", "device", "git_commit"]
     p = Path(out) / "tables" / "runs.csv"
     write_text(p, (runs[cols] if len(runs) else pd.DataFrame(columns=cols)).to_csv(index=False, float_format="%.4f", lineterminator="\n"))
@@ -401,7 +413,7 @@ def make_report(runs_root=None, out=None, figures: bool = True, saliency_images:
 
 # %% ../nbs/18_reports.ipynb #c042
 DESCRIPTIONS = {
-    "inventory": "Every run folder: status (finished / stale / failed / unfinished), error, metrics, versions, device, commit",
+    "inventory": "Every run folder: status (finished / stale, with the reason / failed / unfinished / unreadable), error, metrics, versions, device, commit",
     "main": "Main results: test top-1 per dataset and method, mean ± s.d. over seeds, with published reference rows",
     "pseudo_labels": "Pseudo-label accuracy of the frozen prior, the dynamic head and DKA over epochs",
     "test_top1": "Test top-1 over epochs for each method",
@@ -437,4 +449,7 @@ def add_report_args(p) -> None:
 
 def report_from_args(a) -> str:
     made = make_report(a.runs, a.out, figures=not a.no_figures)
-    return "\n".join(str(p) for ps in made.values() for p in ps)
+    runs = load_runs(a.runs)                                      # fingerprints are cached: no second scan
+    left = [f"{r.status}: {r.run}: {r.stale_reason or r.error}" for r in runs.itertuples() if r.status in ("stale", "unreadable")] if len(runs) else []
+    note = [f"left out of every table and figure ({len(left)}):", *left] if left else []
+    return "\n".join([str(p) for ps in made.values() for p in ps] + note)

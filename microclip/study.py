@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from .core import (Config, MicroclipError, check_choice, config_hash, load_config, parse_overrides,
                             project_root, runs_dir, write_json, write_text)
-from .train import dataset_folder, default_run_dir, run_hash
+from .train import RunLocked, dataset_folder, default_run_dir, run_hash, run_lock
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'ABLATIONS', 'ZEROSHOT_FIELDS', 'EXECUTORS', 'experiment_notebook', 'zeroshot_run_dir',
@@ -165,24 +165,6 @@ def _record_request(spec: RunSpec) -> None:
            if r not in reqs]
     if new: write_json(p, {"requests": reqs + new})
 
-# %% ../nbs/17_study.ipynb #c018
-def _take_lock(run: Path) -> bool:
-    import os, socket
-    p, me = run / "run.lock", {"host": socket.gethostname(), "pid": os.getpid()}
-    for _ in range(2):
-        try:
-            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            with os.fdopen(fd, "w") as f: json.dump(me, f)
-            return True
-        except FileExistsError:
-            try: owner = json.loads(p.read_text())
-            except (OSError, ValueError): owner = {}
-            if owner.get("host") != me["host"]: return False
-            try: os.kill(int(owner.get("pid", -1)), 0); return False      # its owner is alive
-            except (ProcessLookupError, ValueError): p.unlink(missing_ok=True)   # stale: the owner died
-            except PermissionError: return False
-    return False
-
 # %% ../nbs/17_study.ipynb #c019
 def execute_run(spec: RunSpec, retry_failed: bool = True, progress: bool = False) -> dict:
     "Execute one experiment notebook into its run folder; never raises for a failing run (see `error.json`)."
@@ -190,9 +172,9 @@ def execute_run(spec: RunSpec, retry_failed: bool = True, progress: bool = False
     status = run_status(run)
     if status == "finished" or (status == "failed" and not retry_failed): return {"run": spec.run_dir, "status": status, "skipped": True}
     run.mkdir(parents=True, exist_ok=True)
-    if not _take_lock(run): return {"run": spec.run_dir, "status": "running", "skipped": True}
-    try: return _execute(spec, run, progress, t0)
-    finally: (run / "run.lock").unlink(missing_ok=True)
+    try:
+        with run_lock(run): return _execute(spec, run, progress, t0)   # `microclip train` takes the same lock
+    except RunLocked: return {"run": spec.run_dir, "status": "running", "skipped": True}
 
 def _execute(spec: RunSpec, run: Path, progress: bool, t0: float) -> dict:
     import papermill as pm

@@ -4,7 +4,8 @@
 
 # %% ../nbs/11_train.ipynb #c002
 from __future__ import annotations
-import functools, hashlib, json, math, os, platform, random, subprocess, sys, time
+import contextlib, functools, hashlib, json, math, os, platform, random, subprocess, sys, time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -14,11 +15,11 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 import microclip
-from .core import (Config, MicroclipError, config_hash, get_device, runs_dir, set_seed, sha256, torch_save,
+from .core import (LATE_OPTIONS, Config, MicroclipError, config_hash, get_device, runs_dir, set_seed, sha256, torch_save,
                             write_json, write_text)
 from .backbone import Backbone, _resolve_pretrained
 from .datasets import get_spec, load_split
-from .descriptions import dataset_descriptions
+from .descriptions import dataset_descriptions, default_descriptions_path
 from .dka import gamma_at
 from .evaluate import collect_features, score, zero_shot
 from .losses import RunningMarginal, self_training_loss
@@ -26,10 +27,12 @@ from .model import MicroCLIP, build_heads, build_model
 from .views import SeededSamples, TrainViews, eval_transform, normalize_views
 
 # %% auto #0
-__all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'input_fingerprint', 'run_hash', 'run_name', 'dataset_folder',
-           'default_run_dir', 'environment', 'trainable_state', 'load_trainable', 'Dist', 'init_distributed',
-           'GlobalBatches', 'ShardedMarginal', 'average_gradients', 'train_step', 'compile_blocks', 'train',
-           'param_groups', 'load_model']
+__all__ = ['CONTENT_FILE', 'LOCK_ENV', 'RUN_FILES', 'cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'dataset_fingerprint',
+           'input_fingerprint', 'record_content', 'run_identity', 'input_changes', 'run_hash', 'run_name',
+           'dataset_folder', 'default_run_dir', 'environment', 'RunLocked', 'take_run_lock', 'run_lock',
+           'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'trainable_state', 'load_trainable', 'Dist',
+           'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients', 'train_step', 'compile_blocks',
+           'train', 'param_groups', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -76,8 +79,47 @@ def prepare(cfg: Config) -> Inputs:
 @functools.lru_cache(maxsize=32)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str: return sha256(path)[:16]   # once per file version
 
+def _digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+CONTENT_FILE = ".microclip-content.json"   # a generated dataset's content digest, written by its generator
+_CONTENT_CACHE: dict = {}                  # (dataset, root, descriptions) -> (folder state, content parts)
+
+def _folder_state(root: Path, files=()) -> tuple:
+    "A cheap key of a dataset folder: the mtimes of its folders two levels deep, of its own files and of `files`."
+    out = []
+    for d in [root] + [Path(e.path) for e in os.scandir(root) if e.is_dir()]:
+        for e in os.scandir(d):
+            if e.is_dir(): out.append((e.path, -1, e.stat().st_mtime_ns))       # files added, removed or renamed
+            elif d == root: st = e.stat(); out.append((e.path, st.st_size, st.st_mtime_ns))
+    for f in files:
+        try: st = os.stat(f); out.append((str(f), st.st_size, st.st_mtime_ns))
+        except OSError: out.append((str(f), -1, -1))
+    return tuple(sorted(out))
+
+def dataset_fingerprint(cfg: Config) -> dict | None:
+    "Digests of what `cfg`'s dataset holds — class list, descriptions, templates, image files (path, label, size, mtime)."
+    try:
+        spec, desc = get_spec(cfg.dataset), cfg.descriptions or default_descriptions_path(cfg.dataset, cfg.data_root)
+        root = spec.root(cfg.data_root)
+        key, state = (cfg.dataset, str(cfg.data_root), str(desc)), _folder_state(root, [desc])
+    except (MicroclipError, OSError): return None                # no dataset here: nothing to fingerprint
+    if _CONTENT_CACHE.get(key, (None,))[0] == state: return _CONTENT_CACHE[key][1]   # scanned once per folder state
+    try: splits, templates = [load_split(cfg.dataset, s, root=cfg.data_root) for s in spec.splits], spec.get_templates(cfg.data_root)
+    except MicroclipError: return None                           # an unreadable dataset is reported when a run starts
+    files = []
+    for ds in splits:
+        for p, y in ds.samples:
+            try: st = p.stat(); files.append((os.path.relpath(p, root), y, st.st_size, st.st_mtime_ns))
+            except OSError: files.append((os.path.relpath(p, root), y, -1, -1))
+    d = Path(desc)
+    parts = {"classes": _digest(splits[0].classes), "templates": _digest(templates), "images": _digest(files),
+             "n_images": len(files), "descriptions": _file_digest(str(d.resolve()), d.stat().st_size, d.stat().st_mtime_ns)
+             if d.is_file() else None}
+    _CONTENT_CACHE[key] = (state, parts)
+    return parts
+
 def input_fingerprint(cfg: Config) -> dict:
-    "Digests of the local weights file and of a generated dataset's `meta.json` that `cfg` uses (missing ones omitted)."
+    "Digests of the inputs `cfg` reads beyond its settings: a local weights file, a generated dataset's `meta.json`, the dataset's content."
     out = {}
     try: w = _resolve_pretrained(cfg.backbone, cfg.pretrained)
     except MicroclipError: w = None                     # a bad name or missing file is reported when the run starts
@@ -87,11 +129,49 @@ def input_fingerprint(cfg: Config) -> dict:
     try: meta = get_spec(cfg.dataset).root(cfg.data_root) / "meta.json"
     except MicroclipError: meta = None
     if meta is not None and meta.is_file(): out["dataset"] = sha256(meta)[:16]
+    parts = dataset_fingerprint(cfg)
+    if parts is not None: out.update(content=_digest(parts), content_parts=parts)
+    return out
+
+# %% ../nbs/11_train.ipynb #c010b
+def record_content(cfg: Config) -> str | None:
+    "Write a generated dataset's content digest to `CONTENT_FILE` in its folder (its generator calls this when done)."
+    fp = input_fingerprint(cfg)
+    if "content" not in fp: return None
+    write_json(get_spec(cfg.dataset).root(cfg.data_root) / CONTENT_FILE, {"content": fp["content"]})
+    return fp["content"]
+
+def run_identity(cfg: Config, fp: dict | None = None) -> dict:
+    "The inputs that name a run: `input_fingerprint` less a generated dataset's content while its generator's record matches it."
+    fp = input_fingerprint(cfg) if fp is None else fp
+    ident = {k: fp[k] for k in ("weights", "dataset") if k in fp}
+    if "content" in fp:
+        try: made = json.loads((get_spec(cfg.dataset).root(cfg.data_root) / CONTENT_FILE).read_text()).get("content")
+        except (OSError, ValueError, MicroclipError): made = None
+        if "dataset" not in fp or (made is not None and fp["content"] != made): ident["content"] = fp["content"]
+    return ident
+
+def input_changes(cfg: Config, recorded: dict | None, now: dict | None = None) -> list[str]:
+    "What differs between the inputs a run recorded (`env.json` → `inputs`) and today's, among those that name a run."
+    if recorded is None: return []                          # recorded nothing: only its folder name can tell (reports)
+    now = input_fingerprint(cfg) if now is None else now
+    ident, what = run_identity(cfg, now), {"weights": "the weights file", "dataset": "the generated dataset (meta.json)"}
+    out = [f"{what[k]} changed" for k in what if k in recorded and k in ident and recorded[k] != ident[k]]
+    if "content" in ident and "content" not in recorded:
+        out.append("the run predates content tracking: microclip did not record its class list, descriptions, templates "
+                   "and image files, so it cannot be tied to today's")
+    elif "content" in ident and recorded["content"] != ident["content"]:
+        old, new = recorded.get("content_parts", {}), now["content_parts"]
+        parts = [f"{k} changed" for k in ("classes", "descriptions", "templates") if old.get(k) != new.get(k)]
+        if old.get("images") != new.get("images"):
+            n0, n1 = old.get("n_images"), new.get("n_images")
+            parts.append("image files changed" + (f" ({n0} → {n1} images)" if n0 != n1 else " (edited or replaced)"))
+        out += parts or ["the dataset's content changed"]
     return out
 
 def run_hash(cfg: Config, ignore=("device", "workers")) -> str:
-    "`config_hash` of the settings, combined with the `input_fingerprint` when there is one."
-    h, fp = config_hash(cfg, ignore=ignore), input_fingerprint(cfg)
+    "`config_hash` of the settings, combined with the `run_identity` of its inputs when there is one."
+    h, fp = config_hash(cfg, ignore=ignore), run_identity(cfg)
     return hashlib.sha1(json.dumps([h, fp], sort_keys=True).encode()).hexdigest()[:10] if fp else h
 
 def run_name(cfg: Config) -> str:
@@ -116,6 +196,85 @@ def environment(device, cfg: Config | None = None) -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "threads": torch.get_num_threads(), "git_commit": commit, "argv": sys.argv,
             **({"inputs": input_fingerprint(cfg)} if cfg is not None else {})}
+
+# %% ../nbs/11_train.ipynb #c010c
+LOCK_ENV = "MICROCLIP_RUN_LOCK"            # the run folder whose lock this process (or its parent) holds
+
+class RunLocked(MicroclipError):
+    "Another live process holds the run folder's lock."
+
+def _lock_owner(run: Path) -> dict:
+    try: return json.loads((run / "run.lock").read_text())
+    except (OSError, ValueError): return {}
+
+def take_run_lock(run) -> bool:
+    "Create `run/run.lock` for this process; False if a live process holds it (a dead owner's lock on this host is taken over)."
+    import socket
+    run = Path(run); p, me = run / "run.lock", {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            with os.fdopen(fd, "w") as f: json.dump(me, f)
+            return True
+        except FileExistsError:
+            owner = _lock_owner(run)
+            if owner.get("host") != me["host"]: return False
+            try: os.kill(int(owner.get("pid", -1)), 0); return False      # its owner is alive
+            except (ProcessLookupError, ValueError): p.unlink(missing_ok=True)   # stale: the owner died
+            except PermissionError: return False
+    return False
+
+@contextmanager
+def run_lock(run):
+    "Hold `run/run.lock` while the block runs, or raise naming its holder; re-entrant for the holder's child processes."
+    run = Path(run); key = str(run.resolve())
+    if os.environ.get(LOCK_ENV) == key: yield; return           # a study holds it and runs this run's notebook
+    if not take_run_lock(run):
+        o = _lock_owner(run)
+        raise RunLocked(f"run folder {run} is in use by process {o.get('pid', '?')} on {o.get('host', '?')} "
+                             "(another `microclip train` or study of the same run); wait for it to finish, then rerun "
+                             "to get its results — or, if no such process exists, delete run.lock")
+    before = os.environ.get(LOCK_ENV); os.environ[LOCK_ENV] = key
+    try: yield
+    finally:
+        if before is None: os.environ.pop(LOCK_ENV, None)
+        else: os.environ[LOCK_ENV] = before
+        (run / "run.lock").unlink(missing_ok=True)
+
+RUN_FILES = ("final.json", "checkpoint.pt", "metrics.jsonl", "error.json", "config.yaml", "env.json")   # final.json first
+
+def retire_run_files(run) -> Path | None:
+    "Move a run folder's results into `retired/<UTC time>/` (`final.json` first), so none outlives a restart."
+    run = Path(run); names = [n for n in RUN_FILES if (run / n).exists()]
+    if not names: return None
+    dst = run / "retired" / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+    dst.mkdir(parents=True, exist_ok=True)
+    for n in names: os.replace(run / n, dst / n)
+    return dst
+
+def clean_stale_tmp(run) -> list[Path]:
+    "Delete the temporary files a killed write left in `run` (call it while holding the run's lock)."
+    stale = [p for p in Path(run).glob(".*.tmp") if p.is_file()]
+    for p in stale: p.unlink(missing_ok=True)
+    return stale
+
+def check_run_folder(run, cfg: Config, fp: dict | None = None) -> None:
+    "Refuse a folder that holds another run: other settings (`config.yaml`) or other inputs (`env.json` → `inputs`)."
+    run = Path(run); again = "choose another --run-dir, or pass --no-resume to move its files to retired/ and start over there"
+    try:
+        old = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else None
+        env = json.loads((run / "env.json").read_text()) if (run / "env.json").exists() else {}
+        oc = None if old is None else Config.from_dict({**LATE_OPTIONS, **old}, source=str(run / "config.yaml"))
+    except (OSError, ValueError, TypeError, yaml.YAMLError, MicroclipError) as e:
+        raise MicroclipError(f"run folder {run} holds files this run cannot use ({type(e).__name__}: {e}); {again}") from None
+    if oc is not None and config_hash(oc) != config_hash(cfg):
+        diff = [f"{k}={getattr(oc, k)!r} there, {getattr(cfg, k)!r} here" for k in cfg.to_dict()
+                if k not in ("device", "workers") and getattr(oc, k) != getattr(cfg, k)]
+        raise MicroclipError(f"run folder {run} holds a run with different settings ({'; '.join(diff[:4])}); {again}")
+    changes = input_changes(cfg, env.get("inputs"), fp) if (run / "env.json").exists() else []
+    if changes: raise MicroclipError(f"run folder {run} holds a run of other input files ({'; '.join(changes)}), so its "
+                                     f"results are not this run's; omit --run-dir to train into a new folder, or pass --no-resume to move its files to retired/ and start over "
+                                     "there")
 
 # %% ../nbs/11_train.ipynb #c013
 def trainable_state(model: MicroCLIP) -> dict:
@@ -305,7 +464,7 @@ def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progre
         r = train_step(model, batch, opt, marginal, cfg, gamma, device, dist, share, scaler)
         if not math.isfinite(r["loss"]):
             raise MicroclipError(f"loss became {r['loss']} at epoch {epoch + 1}, step {i + 1}; training stopped, "
-                                 f"the checkpoint of epoch {epoch} is kept (try a lower lr)")
+                                 + (f"the checkpoint of epoch {epoch} is kept" if epoch else "no checkpoint was saved yet") + " (try a lower lr)")
         rows.append(r)
         bar.set_postfix(loss=f"{r['loss']:.3f}", pl=f"{r['pl_acc_dka']:.0f}%")
     out = {k: _mean(rows, k) for k in rows[0]}
@@ -330,27 +489,64 @@ def param_groups(model: MicroCLIP, cfg: Config) -> list[dict]:
     return [dict(g, lr=cfg.lr * g["lr_scale"], weight_decay=cfg.weight_decay) for g in groups]
 
 # %% ../nbs/11_train.ipynb #c043
+def _final(run: Path) -> dict:
+    try: return json.loads((run / "final.json").read_text())
+    except (OSError, ValueError) as e:
+        raise MicroclipError(f"{run / 'final.json'} is corrupt ({type(e).__name__}: {e}); delete it and rerun the same "
+                             "command: the run is evaluated again from its last checkpoint") from None
+
+def _checkpoint(ck_path: Path) -> dict:
+    try: return torch.load(ck_path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise MicroclipError(f"checkpoint {ck_path} cannot be read ({type(e).__name__}: {str(e)[:200]}), e.g. a copy cut "
+                             "short; delete it to restart this run from epoch 0, or pass --no-resume") from None
+
+def _kept(epochs_done: int, run: Path) -> str:
+    return (f"the checkpoint of epoch {epochs_done} is kept ({run / 'checkpoint.pt'})" if epochs_done and
+            (run / "checkpoint.pt").exists() else "no checkpoint was saved yet")
+
+def _skipped(inputs) -> dict:
+    "Unreadable images `prepare` dropped (skip_corrupt): how many per split and which."
+    return {ds.name: {"count": len(ds.skipped), "files": [str(p) for p in ds.skipped[:100]]} for ds in (inputs.train, inputs.test)}
+
 def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> dict:
+    fp = input_fingerprint(cfg)
     run = Path(run_dir) if run_dir else default_run_dir(cfg)
-    if (run / "final.json").exists() and resume: return json.loads((run / "final.json").read_text())
+    if resume and run.exists(): check_run_folder(run, cfg, fp)   # never report or resume another run's results
+    if resume and (run / "final.json").exists(): return _final(run)
+    write, created = dist.main, not run.exists()                 # one process writes the run folder
+    try:
+        if write: run.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MicroclipError(f"cannot create the run folder {run} ({e.strerror or e}); point --run-dir or MICROCLIP_RUNS "
+                             "at a folder you can write to") from None
+    try:
+        with run_lock(run) if write else contextlib.nullcontext():
+            if resume and (run / "final.json").exists(): return _final(run)   # finished while we waited
+            if write: clean_stale_tmp(run)
+            if not resume and write: retire_run_files(run)
+            return _train_locked(cfg, inputs, dist, device, run, fp, resume, progress, stop_after, write)
+    finally:
+        if created and write and run.is_dir() and not any(run.iterdir()): run.rmdir()   # a failed start leaves nothing
+
+def _train_locked(cfg, inputs, dist, device, run, fp, resume, progress, stop_after, write) -> dict:
     ck_path = run / "checkpoint.pt"
-    ck = torch.load(ck_path, map_location="cpu", weights_only=False) if resume and ck_path.exists() else None
+    ck = _checkpoint(ck_path) if resume and ck_path.exists() else None
     if ck is not None and config_hash(Config.from_dict(ck["config"])) != config_hash(cfg):
         raise MicroclipError(f"run folder {run} holds a run with different settings; choose another --run-dir")
     model, heads = _setup(cfg, inputs, device)
     opt = torch.optim.AdamW(param_groups(model, cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")   # released --amp's loss scaling
     marginal, rows, start = (ShardedMarginal() if dist.world > 1 else RunningMarginal()), [], 0
-    write = dist.main                                            # one process writes the run folder
     if ck is not None:
         load_trainable(model, ck["trainable"], str(ck_path)); opt.load_state_dict(ck["optimizer"])
         marginal.load_state_dict(ck["marginal"]); rows, start = ck["metrics"], ck["epoch"]
         if "scaler" in ck: scaler.load_state_dict(ck["scaler"])
     else:
         if write:
-            run.mkdir(parents=True, exist_ok=True)
             write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            write_json(run / "env.json", {**environment(device, cfg), "processes": dist.world})
+            write_json(run / "env.json", {**environment(device, cfg), "processes": dist.world,
+                                          "skipped_images": _skipped(inputs)})
             (run / "error.json").unlink(missing_ok=True)
         ev = _evaluate(model, inputs, cfg, device, heads, progress, dist)
         rows = [{"epoch": 0, **{k: v for k, v in ev.items() if k != "per_class"}}]
@@ -359,6 +555,9 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
     try:
         for epoch in range(start, cfg.epochs):
             tr = _epoch(model, inputs, cfg, opt, marginal, epoch, total, device, progress, dist, scaler)
+            bad = [n for n, p in model.trainable_parameters() if not torch.isfinite(p).all()]
+            if bad: raise MicroclipError(f"the weights became non-finite in epoch {epoch + 1} ({len(bad)} tensors, e.g. {bad[0]}; "
+                                         f"lr {cfg.lr} too high?); training stopped, {_kept(epoch, run)}")
             ev = _evaluate(model, inputs, cfg, device, None, progress, dist)
             rows.append({"epoch": epoch + 1, **tr, **{k: v for k, v in ev.items() if k != "per_class"}})
             if write:
@@ -370,6 +569,11 @@ def _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after) -> 
             if progress and dist.main: print(f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['loss']:.3f}  "
                                              f"PL acc {tr['pl_acc_dka']:.1f}%  test top-1 {ev['top1']:.2f}%", flush=True)
             if stop_after is not None and epoch + 1 >= stop_after: return {"stopped_after": epoch + 1}
+    except KeyboardInterrupt:                  # Ctrl-C: say where the run stopped and how to go on
+        done = len(rows) - 1
+        if write: write_json(run / "error.json", {"error": "interrupted (Ctrl-C)", "completed_epochs": done})
+        raise KeyboardInterrupt(f"stopped during epoch {done + 1} of {cfg.epochs}; {_kept(done, run)}; rerun the same "
+                                "command to resume from there") from None
     except Exception as e:  # record why the run stopped; the last good checkpoint stays
         if write: write_json(run / "error.json", {"error": f"{type(e).__name__}: {e}", "completed_epochs": len(rows) - 1})
         raise
