@@ -18,7 +18,7 @@ from .core import PKG_DIR, MicroclipError, check_choice, data_dir, project_root,
 
 # %% auto #0
 __all__ = ['CKPT_SUFFIXES', 'PROJECT_WEIGHTS', 'project_weights', 'uses_quick_gelu', 'weights_quick_gelu', 'check_activation',
-           'create_clip', 'tiny_clip', 'value_value', 'VisualOut', 'Backbone']
+           'create_clip', 'tiny_clip', 'value_value', 'attention_keys', 'VisualOut', 'Backbone']
 
 # %% ../nbs/01_backbone.ipynb #c005
 _CONFIGS_REGISTERED = False
@@ -136,12 +136,21 @@ def value_value(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     v = x + block.ls_1(v)
     return v + block.ls_2(block.mlp(block.ln_2(v)))
 
+# %% ../nbs/01_backbone.ipynb #c018b
+def attention_keys(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    "The attention keys of an open_clip block for its input `x` (any token layout): ln_1(x) W_kᵀ, no bias (released vis.py)."
+    attn = block.attn
+    D = attn.embed_dim
+    w_k = attn.in_proj_weight[D:2 * D] if attn._qkv_same_embed_dim else attn.k_proj_weight   # (D, D)
+    return F.linear(block.ln_1(x), w_k)
+
 # %% ../nbs/01_backbone.ipynb #c020
 class VisualOut(NamedTuple):
     "Output of `Backbone.forward`."
     g: torch.Tensor                      # (B, d)  normalised CLIP image embedding
     cls: torch.Tensor                    # (B, D)  ln_post([CLS]), not projected
     patches: torch.Tensor | None         # (B, N, D) last-block value-value tokens after ln_post, or None
+    keys: torch.Tensor | None = None     # (B, N, D) last-block attention keys of the patches (no bias), if asked for
 
 def _check_supported(visual: nn.Module) -> None:
     kind = type(visual).__name__
@@ -199,8 +208,8 @@ def _embed(self: Backbone, images: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/01_backbone.ipynb #c024
 @patch
-def forward(self: Backbone, images: torch.Tensor, patches: bool = True) -> VisualOut:
-    "CLIP embedding `g` (B, d), unprojected [CLS] (B, D) and, if `patches`, value-value tokens (B, N, D)."
+def forward(self: Backbone, images: torch.Tensor, patches: bool = True, keys: bool = False) -> VisualOut:
+    "CLIP embedding `g` (B, d), unprojected [CLS] (B, D), if `patches` value-value tokens (B, N, D), if `keys` the last block's keys."
     v = self.clip.visual
     x = self._embed(images)
     seq_first = not getattr(v.transformer, "batch_first", True)
@@ -219,7 +228,11 @@ def forward(self: Backbone, images: torch.Tensor, patches: bool = True) -> Visua
         vv = value_value(blocks[-1], x)                                 # computed once, at the last block only
         if seq_first: vv = vv.transpose(0, 1)
         p = v.ln_post(vv)[:, 1:]                                        # (B, N, D)
-    return VisualOut(g, cls, p)
+    k = None
+    if keys:
+        k = attention_keys(blocks[-1], x)
+        k = (k.transpose(0, 1) if seq_first else k)[:, 1:]              # (B, N, D), [CLS] dropped
+    return VisualOut(g, cls, p, k)
 
 @patch
 def project(self: Backbone, x: torch.Tensor) -> torch.Tensor:

@@ -145,6 +145,9 @@ class Config:
     randaug_fill: str = "black"        # RandAugment's fill for rotate/shear/translate: "black" (released: timm is
                                        # given mean (0, 0, 0)) or "mean" (the backbone's mean colour)
     ncut_tau: float = 0.2              # τ: affinity binarisation threshold of the NCut graph
+    ncut_features: str = "values"      # NCut input: "values" (released training: last-block value-value tokens, raw
+                                       # dot products), "values_normalized" (the same, cosine) or "keys" (last-block
+                                       # attention keys, L2-normalised, as the released figure script vis.py)
     ncut_threshold: str = "std"        # Fiedler threshold: "std" (released) or "mean" (TokenCut)
     ncut_sign: str = "invert"          # sign fix: "invert" (released) or "rethreshold" (sign-invariant)
     soap_query: str = "masked_mean"    # SOAP query: masked_mean | cls | mean | random | pool_mean | pool_masked
@@ -188,7 +191,7 @@ CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "li
                hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16", "fp16"),
                targets=("pseudo", "labels"), strong_view=("released", "crop", "weak"), randaug_fill=("black", "mean"),
                prompt_names=("spaced", "raw"), long_descriptions=("truncate", "error"), labels_loss=("ce", "ce_fair"),
-               eval_fusion=("released", "train"))
+               eval_fusion=("released", "train"), ncut_features=("values", "values_normalized", "keys"))
 UNIT_INTERVAL = ("fusion_ratio", "gamma", "crop_scale_min", "crop_scale_max")
 POSITIVE = ("n_crops", "epochs", "batch_size", "eval_batch_size", "lr", "crop_temperature")
 OPTIONAL_POSITIVE = ("max_per_class", "image_size")
@@ -290,7 +293,8 @@ def load_config(name_or_file: str | None = None, overrides: dict | None = None) 
 # so finished runs keep their folder names when microclip grows an option
 # (an option whose default is not that value gives every run a new folder: the default changed what runs compute)
 LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo", "strong_view": "released", "randaug_fill": "mean",
-                "prompt_names": "raw", "long_descriptions": "truncate", "labels_loss": "ce_fair", "eval_fusion": "train"}
+                "prompt_names": "raw", "long_descriptions": "truncate", "labels_loss": "ce_fair", "eval_fusion": "train",
+                "ncut_features": "values"}
 
 def config_hash(cfg: Config, ignore=("device", "workers")) -> str:
     "Short content hash of the settings that change results (device and worker count do not)."

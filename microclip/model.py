@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import Config, MicroclipError
 from .backbone import Backbone
-from .soap import SOAP, ncut_foreground, soap_query, pool_tokens
+from .soap import SOAP, ncut_foreground, ncut_input, soap_query, pool_tokens
 from .heads import LearnableHead, hand_crafted_head, encode_descriptions, frozen_llm_head, mean_head
 from .dka import aggregate_crops, pseudo_logits, tokenfusion_feature, fused_logits
 
@@ -25,6 +25,7 @@ class Features(NamedTuple):
     mask: torch.Tensor | None = None    # (B, N) NCut foreground
     attn: torch.Tensor | None = None    # (B, N+1) SOAP attention (last entry: null token)
     fiedler: torch.Tensor | None = None # (B, N) sign-corrected Fiedler vector
+    cut: torch.Tensor | None = None     # (B, N, D) the tokens the cut ran on (`ncut_features`), no gradient
 
 # %% ../nbs/06_model.ipynb #c007
 class MicroCLIP(nn.Module):
@@ -49,17 +50,19 @@ class MicroCLIP(nn.Module):
 # %% ../nbs/06_model.ipynb #c009
 def _encode(self: MicroCLIP, images: torch.Tensor, generator: torch.Generator | None = None) -> Features:
     "Global feature and, for microCLIP, the SOAP [FG] feature of `images` (B, 3, S, S)."
-    out = self.backbone(images, patches=self.use_fg)
+    c = self.cfg
+    out = self.backbone(images, patches=self.use_fg, keys=self.use_fg and c.ncut_features == "keys")
     if not self.use_fg: return Features(out.g)
-    c, P = self.cfg, out.patches                                   # P: (B, N, D)
-    mask, fiedler = ncut_foreground(P.detach(), tau=c.ncut_tau, threshold=c.ncut_threshold, sign=c.ncut_sign)
+    P = out.patches                                                # P: (B, N, D)
+    cut_on = ncut_input(P.detach(), out.keys, c.ncut_features)    # released training: P itself
+    mask, fiedler = ncut_foreground(cut_on, tau=c.ncut_tau, threshold=c.ncut_threshold, sign=c.ncut_sign)
     attn = None
     if self.soap is None: pooled = pool_tokens(P, mask, c.soap_query)  # no-attention ablations
     else:
         q = soap_query(P, mask, c.soap_query, cls=out.cls, generator=generator)
         pooled, attn = self.soap(P, mask, query=q)                 # (B, D), (B, N+1)
     f = F.normalize(self.backbone.project(pooled), dim=-1)
-    return Features(out.g, f, mask, attn, fiedler)
+    return Features(out.g, f, mask, attn, fiedler, cut_on)
 
 MicroCLIP.encode = _encode
 

@@ -4,6 +4,7 @@
 
 # %% ../nbs/15_saliency.ipynb #c002
 from __future__ import annotations
+import math
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -11,10 +12,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 from .core import MicroclipError
-from .soap import ncut_foreground, crf_refine, mask_to_image, soap_query
+from .soap import NCUT_FEATURES, crf_refine, fiedler_mask, mask_to_image, ncut_fiedler, ncut_foreground, ncut_input, soap_query
 
 # %% auto #0
-__all__ = ['NCUT_RULES', 'iou', 'mask_path', 'score_batch', 'saliency_scores', 'summarise']
+__all__ = ['NCUT_RULES', 'DEGENERATE_DENSITY', 'iou', 'mask_path', 'score_batch', 'saliency_scores', 'summarise',
+           'ncut_diagnostics']
 
 # %% ../nbs/15_saliency.ipynb #c005
 NCUT_RULES = {"released (std, invert)": ("std", "invert"), "corrected (mean, rethreshold)": ("mean", "rethreshold")}
@@ -34,10 +36,11 @@ def mask_path(image_path, root) -> Path:
 def score_batch(model, images: torch.Tensor, raw_images: np.ndarray, labels: np.ndarray, crf: bool = True) -> list[dict]:
     "Saliency scores for a batch: images (B,3,S,S) normalised, raw_images (B,S,S,3) uint8, labels (B,S,S) label maps."
     bb = model.backbone
-    out = bb(images, patches=True)
+    out = bb(images, patches=True, keys=True)
     rows = []
-    for rule, (thr, sign) in NCUT_RULES.items():
-        mask, _ = ncut_foreground(out.patches, tau=model.cfg.ncut_tau, threshold=thr, sign=sign)
+    for (name, (thr, sign)), feat in ((r, f) for r in NCUT_RULES.items() for f in NCUT_FEATURES):
+        rule = f"{name} · {feat}"
+        mask, _ = ncut_foreground(ncut_input(out.patches, out.keys, feat), tau=model.cfg.ncut_tau, threshold=thr, sign=sign)
         q = soap_query(out.patches, mask, "masked_mean")
         _, attn = model.soap(out.patches, mask, query=q) if model.soap is not None else (None, None)
         up = mask_to_image(mask.cpu(), bb.grid, bb.image_size).numpy()             # (B, S, S)
@@ -74,10 +77,30 @@ def saliency_scores(model, dataset, root, max_images: int | None = 200, crf: boo
             raise MicroclipError(f"images are {raw.shape[1]} px but the backbone takes {bb.image_size} px; "
                                  "generate the world at the model's resolution")
         x = torch.stack([dataset[j][0] for j in chunk]).to(dev)
-        for r, j in zip(score_batch(model, x, raw, lab, crf), np.tile(chunk, len(NCUT_RULES))):
+        for r, j in zip(score_batch(model, x, raw, lab, crf), np.tile(chunk, len(NCUT_RULES) * len(NCUT_FEATURES))):
             rows.append({"index": int(j), **r})
     return pd.DataFrame(rows)
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     "Mean of every score per NCut rule."
     return df.drop(columns="index").groupby("rule", sort=False).mean(numeric_only=True)
+
+# %% ../nbs/15_saliency.ipynb #c012b
+DEGENERATE_DENSITY = 0.99
+
+@torch.no_grad()
+def ncut_diagnostics(cut_tokens: torch.Tensor, mask: torch.Tensor, fiedler: torch.Tensor, attn: torch.Tensor | None,
+                     tau: float = 0.2, threshold: str = "std", sign: str = "invert") -> dict[str, torch.Tensor]:
+    "Label-free batch diagnostics (0-dim tensors) of the cut on `cut_tokens` (B, N, D) giving `mask` (B, N) from `fiedler`."
+    P = cut_tokens.float()
+    m_pos, _ = fiedler_mask(fiedler, threshold, sign)                       # the two answers a solver may give
+    m_neg, _ = fiedler_mask(-fiedler, threshold, sign)
+    out = {"ncut_density": ((P @ P.transpose(1, 2)) > tau).float().mean(),
+           "ncut_fg_fraction": mask.float().mean(),
+           "ncut_distinct": torch.tensor(len(torch.unique(mask, dim=0)) / len(mask), device=P.device),
+           "ncut_sign_split": (m_pos != m_neg).any(1).float().mean()}
+    if attn is not None:
+        a = attn.float().clamp_min(1e-12)
+        out["soap_entropy"] = (-(a * a.log()).sum(1) / math.log(a.shape[1])).mean()
+        out["soap_peak"] = attn.float().max(1).values.mean()
+    return out

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MicroclipError, check_choice
+from .core import CHOICES, MicroclipError, check_choice
 
 # %% auto #0
-__all__ = ['QUERY_KINDS', 'POOL_KINDS', 'ncut_fiedler', 'fiedler_mask', 'ncut_foreground', 'masked_mean', 'SOAP', 'soap_query',
-           'pool_tokens', 'mask_to_image', 'crf_refine']
+__all__ = ['NCUT_FEATURES', 'QUERY_KINDS', 'POOL_KINDS', 'ncut_fiedler', 'fiedler_mask', 'ncut_foreground', 'ncut_input',
+           'masked_mean', 'SOAP', 'soap_query', 'pool_tokens', 'mask_to_image', 'crf_refine']
 
 # %% ../nbs/02_soap.ipynb #c005
 @torch.no_grad()
@@ -57,6 +57,17 @@ def ncut_foreground(tokens: torch.Tensor, tau: float = 0.2, eps: float = 1e-6, t
     check_choice("ncut threshold", threshold, ("std", "mean"))
     check_choice("ncut sign rule", sign, ("invert", "rethreshold"))
     return fiedler_mask(ncut_fiedler(tokens, tau, eps), threshold, sign)
+
+# %% ../nbs/02_soap.ipynb #c016b
+NCUT_FEATURES = CHOICES["ncut_features"]
+
+def ncut_input(values: torch.Tensor, keys: torch.Tensor | None = None, kind: str = "values") -> torch.Tensor:
+    "The tokens (B, N, D) the normalized cut runs on: raw values, L2-normalised values, or L2-normalised keys."
+    check_choice("ncut_features", kind, NCUT_FEATURES)
+    if kind == "values": return values
+    if kind == "values_normalized": return F.normalize(values.float(), dim=-1)
+    if keys is None: raise MicroclipError("ncut_features='keys' needs the last block's keys: Backbone(images, keys=True)")
+    return F.normalize(keys.float(), dim=-1)
 
 # %% ../nbs/02_soap.ipynb #c022
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from .dka import gamma_at
 from .evaluate import collect_features, score, zero_shot
 from .losses import RunningMarginal, self_training_loss
 from .model import MicroCLIP, build_heads, build_model
+from .saliency import DEGENERATE_DENSITY, ncut_diagnostics
 from .views import SeededSamples, TrainViews, eval_transform, normalize_views
 
 # %% auto #0
@@ -31,8 +32,8 @@ __all__ = ['CONTENT_FILE', 'LOCK_ENV', 'RUN_FILES', 'cosine_lr', 'Inputs', 'per_
            'input_fingerprint', 'record_content', 'run_identity', 'input_changes', 'run_hash', 'run_name',
            'dataset_folder', 'default_run_dir', 'environment', 'RunLocked', 'take_run_lock', 'run_lock',
            'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'trainable_state', 'load_trainable', 'Dist',
-           'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients', 'train_step', 'compile_blocks',
-           'train', 'param_groups', 'load_model']
+           'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients', 'token_stats', 'train_step',
+           'compile_blocks', 'train', 'param_groups', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -356,6 +357,18 @@ def average_gradients(params, world: int) -> None:
     flat /= world
     for p, g in zip(params, flat.split([q.numel() for q in params])): p.grad = g.view_as(p)
 
+# %% ../nbs/11_train.ipynb #c022b
+@torch.no_grad()
+def token_stats(model: MicroCLIP, feats, target: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    "Per-batch sums: [CLS]/[FG] top-1 (%) against labels and targets, and the cut's diagnostics; {} for the baseline."
+    if feats.f is None: return {}
+    W, b, c = model.head.normalized().detach().float(), labels.numel(), model.cfg
+    cls_p, fg_p = (feats.g.detach().float() @ W.T).argmax(-1), (feats.f.detach().float() @ W.T).argmax(-1)
+    out = {"train_acc_cls": (cls_p == labels).sum() * 100., "train_acc_fg": (fg_p == labels).sum() * 100.,
+           "cls_target_agree": (cls_p == target).sum() * 100., "fg_target_agree": (fg_p == target).sum() * 100.}
+    diag = ncut_diagnostics(feats.cut, feats.mask, feats.fiedler, feats.attn, c.ncut_tau, c.ncut_threshold, c.ncut_sign)
+    return {**out, **{k: x * b for k, x in diag.items()}}
+
 # %% ../nbs/11_train.ipynb #c023
 def _autocast(cfg: Config, device, student: bool = True):
     "bf16: teacher and student under autocast; fp16 (released --amp): the student only."
@@ -373,7 +386,8 @@ def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Con
     with _autocast(cfg, device, student=False):
         pl = model.pseudo_label(weak, crops, gamma)              # {'dka', 'prior', 'dynamic'}: (B, C)
     with _autocast(cfg, device):
-        logits = model(strong).float()                           # (B, C); the losses in float32, as autocast does
+        feats = model.encode(strong)
+        logits = model.logits(feats).float()                     # (B, C); the losses in float32, as autocast does
     target = labels if cfg.targets == "labels" else pl["dka"].argmax(-1)   # "labels": the supervised upper bound
     # released --fully_supervised trains on cross-entropy alone; labels_loss="ce_fair" keeps the method's loss
     fair_w = 0. if cfg.targets == "labels" and cfg.labels_loss == "ce" else cfg.lambda_fair
@@ -385,15 +399,15 @@ def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Con
     params = [p for _, p in model.trainable_parameters()]
     if dist.world > 1: average_gradients(params, dist.world)
     with torch.no_grad():
-        hits = [(v.argmax(-1) == labels).sum() for v in (logits, *pl.values())]
         b = float(labels.numel())
-        stats = torch.stack([t.float() for t in (loss.detach() * b, ce.detach() * b, fair.detach() * b, *hits)]
-                            + [torch.tensor(b, device=device)])
+        hits = lambda s: (s.argmax(-1) == labels).sum() * 100.   # percent once divided by the batch
+        sums = {"loss": loss.detach() * b, "loss_ce": ce.detach() * b, "loss_fair": fair.detach() * b,
+                "train_acc": hits(logits), **{f"pl_acc_{k}": hits(v) for k, v in pl.items()},
+                **token_stats(model, feats, target, labels)}
+        stats = torch.stack([t.float() for t in sums.values()] + [torch.tensor(b, device=device)])
         if dist.world > 1: torch.distributed.all_reduce(stats)
     v = stats.tolist()                                           # the step's one wait for the device
-    n = v[-1]
-    out = {"loss": v[0] / n, "loss_ce": v[1] / n, "loss_fair": v[2] / n, "train_acc": v[3] / n * 100}
-    out.update({f"pl_acc_{k}": h / n * 100 for k, h in zip(pl, v[4:-1])})
+    out = {k: x / v[-1] for k, x in zip(sums, v)}
     if math.isfinite(out["loss"]):
         if scaled:                                                # released --amp: unscale, clip at 1, step, rescale
             scaler.unscale_(opt)
@@ -468,6 +482,9 @@ def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progre
         rows.append(r)
         bar.set_postfix(loss=f"{r['loss']:.3f}", pl=f"{r['pl_acc_dka']:.0f}%")
     out = {k: _mean(rows, k) for k in rows[0]}
+    if out.get("ncut_density", 0) >= DEGENERATE_DENSITY and dist.main:
+        print(f"warning: the NCut graph is complete ({out['ncut_density']:.1%} of affinities above tau={cfg.ncut_tau}): "
+              "the saliency mask is degenerate (try ncut_features=values_normalized or keys)", flush=True)
     return {**out, "lr": opt.param_groups[0]["lr"], "epoch_seconds": time.time() - t0}
 
 # %% ../nbs/11_train.ipynb #c039
@@ -580,6 +597,8 @@ def _train_locked(cfg, inputs, dist, device, run, fp, resume, progress, stop_aft
     if start >= cfg.epochs: ev = _evaluate(model, inputs, cfg, device, None, progress, dist)
     final = {"dataset": cfg.dataset, "method": cfg.method, "seed": cfg.seed, "run": str(run),
              "zeroshot": rows[0].get("zeroshot", {}), **{k: v for k, v in ev.items()}}
+    if "ncut_density" in rows[-1]:                               # the last epoch's cut, on the student's views
+        final.update(ncut_density=rows[-1]["ncut_density"], ncut_degenerate=rows[-1]["ncut_density"] >= DEGENERATE_DENSITY)
     if write: write_json(run / "final.json", final)
     return final
 
