@@ -315,8 +315,8 @@ def register_image_folder(name: str, root=None, title: str | None = None, templa
     return register_dataset(image_folder_spec(name, str(Path(root).expanduser().resolve()) if root else name, title, templates))
 
 # %% ../nbs/08_datasets.ipynb #c033
-MICROWORLD_TEMPLATES = ["a photo of a {}, a type of bird.", "a rendering of a {}, a type of bird.",
-                        "a picture of the {}, a small bird."]
+MICROWORLD_TEMPLATES = ["a photo of a {}, a type of bird.", "a photo of the {}, a small bird.",
+                        "a close-up photo of a {}.", "a blurry photo of a {}, a type of bird."]
 register_dataset(image_folder_spec("microworld", "microworld", "microworld (synthetic birds)", MICROWORLD_TEMPLATES))
 
 # %% ../nbs/08_datasets.ipynb #c036

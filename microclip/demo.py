@@ -13,7 +13,7 @@ from .backbone import project_weights, PROJECT_WEIGHTS
 from .microworld import generate_microworld
 from . import tinyclip
 from .train import train, default_run_dir, load_model
-from .datasets import load_split
+from .datasets import get_spec, load_split
 from .views import eval_transform
 from .saliency import saliency_scores, summarise
 from .reports import markdown_table
@@ -67,7 +67,8 @@ def _tiny_clip_and_heads(weights=None, root=None):
     root = Path(root) if root is not None else ensure_world()
     classes = (root / "classes.txt").read_text().strip().split("\n")
     bb = Backbone.from_name("microclip-tiny", pretrained=str(weights))
-    return bb, root, classes, build_heads(bb, classes, json.loads((root / "descriptions.json").read_text()), list(mw.TEMPLATES))
+    templates = get_spec("microworld").get_templates(root)          # what training reads (`train.prepare`)
+    return bb, root, classes, build_heads(bb, classes, json.loads((root / "descriptions.json").read_text()), templates)
 
 @torch.no_grad()
 def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", batch_size: int = 100, seed: int = 0,
@@ -109,12 +110,14 @@ def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", 
 
 # %% ../nbs/16_demo.ipynb #c012
 def _strong_parts(size: int, mean, std) -> dict:
-    "The released strong view and its two halves (crop + flip; RandAugment on the whole image)."
+    "The released strong view and its two halves (crop + flip; RandAugment on the whole image), filling black as released."
     from timm.data import create_transform
-    kw = dict(input_size=size, is_training=True, hflip=0.5, color_jitter=0., interpolation="bicubic", mean=mean, std=std)
+    kw = dict(input_size=size, is_training=True, hflip=0.5, color_jitter=0., interpolation="bicubic", mean=(0., 0., 0.),
+              std=(1., 1., 1.))                                  # timm fills with this mean: black, as the released view
+    geometry, augment, _ = create_transform(scale=(1.0, 1.0), ratio=(1.0, 1.0), auto_augment=RAND_AUGMENT, separate=True, **kw)
     return {"strong (released)": strong_transform(size, mean, std),
             "strong: crop + flip only": strong_transform(size, mean, std, kind="crop"),
-            "strong: RandAugment only": create_transform(scale=(1.0, 1.0), ratio=(1.0, 1.0), auto_augment=RAND_AUGMENT, **kw)}
+            "strong: RandAugment only": T.Compose([*geometry.transforms, *augment.transforms, T.ToTensor(), T.Normalize(mean, std)])}
 
 def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch_size: int = 200, ops: bool = False,
                     progress: bool = True) -> dict:
@@ -131,7 +134,7 @@ def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch
     views = {"weak": weak_transform(S, bb.mean, bb.std), **_strong_parts(S, bb.mean, bb.std),
              "crop (multi-view prior)": T.Compose([T.Lambda(lambda im: random_square_crop(im, 0.5, 0.9)), weak_transform(S, bb.mean, bb.std)])}
     if ops:
-        hp = dict(translate_pct=0.45, img_mean=tuple(round(255 * m) for m in bb.mean), magnitude_std=0.5)
+        hp = dict(translate_pct=0.45, img_mean=(0, 0, 0), magnitude_std=0.5)     # black fill, as the released view
         views.update({f"RandAugment op: {o}": T.Compose([AugmentOp(o, prob=1.0, magnitude=9, hparams=hp), tail])
                       for o in _RAND_INCREASING_TRANSFORMS})
     out = {}

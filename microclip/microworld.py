@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 from .core import MicroclipError, data_dir, write_json, write_text, atomic_path
+from .datasets import MICROWORLD_TEMPLATES
 
 # %% auto #0
 __all__ = ['PARTS', 'ATTRIBUTES', 'ATTR_PART', 'COLOURS', 'BODY_COLOURS', 'SPECIES_NAMES', 'SPECIES', 'BENCHMARK', 'PRETRAIN',
@@ -201,8 +202,7 @@ def join_phrases(ps: list[str]) -> str:
     return ps[0] if len(ps) == 1 else ", ".join(ps[:-1]) + " and " + ps[-1]
 
 # %% ../nbs/13_microworld.ipynb #c027
-TEMPLATES = ("a photo of a {}, a type of bird.", "a photo of the {}, a small bird.",
-             "a close-up photo of a {}.", "a blurry photo of a {}, a type of bird.")
+TEMPLATES = tuple(MICROWORLD_TEMPLATES)   # one list: the registered dataset's
 
 # %% ../nbs/13_microworld.ipynb #c029
 _NAME_FORMS = ("a photo of a {}.", "a {} perched in the open.", "the {}.", "a {} in the wild.",
