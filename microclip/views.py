@@ -4,10 +4,11 @@
 
 # %% ../nbs/07_views.ipynb #c002
 from __future__ import annotations
-import hashlib, random
+import hashlib, math, random
 from contextlib import contextmanager
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from timm.data import create_transform
 from torch.utils.data import Dataset
@@ -16,8 +17,10 @@ from torchvision.transforms import InterpolationMode
 from .core import CHOICES, check_choice
 
 # %% auto #0
-__all__ = ['RAND_AUGMENT', 'STRONG_VIEWS', 'weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform',
-           'random_square_crop', 'TrainViews', 'normalize_views', 'sample_seed', 'seeded_rngs', 'SeededSamples']
+__all__ = ['RAND_AUGMENT', 'STRONG_VIEWS', 'RA_OPS', 'weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform',
+           'random_square_crop', 'TrainViews', 'normalize_views', 'sample_seed', 'seeded_rngs', 'SeededSamples',
+           'ra_draw', 'DeviceViews', 'collate_views', 'resample_weights', 'crop_resize', 'affine_pil',
+           'rand_augment_op', 'rand_augment', 'make_views']
 
 # %% ../nbs/07_views.ipynb #c005
 def _tail(mean, std): return [T.ToTensor(), T.Normalize(mean, std)]
@@ -116,3 +119,248 @@ class SeededSamples(Dataset):
     def __getattr__(self, name):                                  # classes, samples, transform, ... of the dataset
         if name == "ds": raise AttributeError(name)
         return getattr(self.ds, name)
+
+# %% ../nbs/07_views.ipynb #d001
+from timm.data.auto_augment import _RAND_INCREASING_TRANSFORMS
+RA_OPS = tuple(_RAND_INCREASING_TRANSFORMS)       # the ops of `inc1`, in timm's order (np.random.choice indexes it)
+_NEGATED = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "ColorIncreasing", "ContrastIncreasing",
+            "BrightnessIncreasing", "SharpnessIncreasing"}             # timm flips the sign of their level with p = ½
+_ENHANCE = {"ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"}
+
+def _ra_level(name: str, m: float) -> float:
+    "timm's argument of op `name` at magnitude m ∈ [0, 10], before its random sign."
+    if name == "Rotate": return m / 10 * 30.
+    if name in ("ShearX", "ShearY"): return m / 10 * 0.3
+    if name in ("TranslateXRel", "TranslateYRel"): return m / 10 * 0.45
+    if name == "PosterizeIncreasing": return 4 - int(m / 10 * 4)
+    if name == "SolarizeIncreasing": return 256 - min(256, int(m / 10 * 256))
+    if name == "SolarizeAdd": return min(128, int(m / 10 * 110))
+    return m / 10 * .9 if name in _ENHANCE else 0.
+
+def ra_draw(n_layers: int = 2, m: float = 9., mstd: float = .5, prob: float = .5) -> list[list[float]]:
+    "timm's RandAugment draws for one image (NumPy: the ops; Python: apply?, magnitude, sign): [[op or −1, argument], ...]."
+    out = []
+    for k in np.random.choice(len(RA_OPS), n_layers, replace=True):
+        if random.random() > prob: out.append([-1., 0.]); continue
+        name = RA_OPS[k]
+        arg = _ra_level(name, max(0., min(random.gauss(m, mstd), 10.)))
+        if name in _NEGATED: arg = -arg if random.random() > 0.5 else arg
+        out.append([float(k), max(0.1, 1.0 + arg) if name in _ENHANCE else float(arg)])
+    return out
+
+# %% ../nbs/07_views.ipynb #d002
+def _resized_size(h: int, w: int, size: int) -> tuple[int, int]:
+    "torchvision's Resize(size) output (h, w): the shorter side to `size`."
+    return (int(size * h / w), size) if w <= h else (size, int(size * w / h))
+
+def _weak_view(h: int, w: int, size: int, y0: int = 0, x0: int = 0) -> list[int]:
+    "The box (y0, x0, h, w) through Resize(size) + RandomCrop(size), drawing torch's RNG as RandomCrop.get_params does."
+    oh, ow = _resized_size(h, w, size)
+    top = left = 0
+    if (oh, ow) != (size, size):
+        top, left = int(torch.randint(0, oh - size + 1, size=(1,))), int(torch.randint(0, ow - size + 1, size=(1,)))
+    return [y0, x0, h, w, oh, ow, top, left, 0]
+
+def _rrc_box(h: int, w: int, scale=(0.3, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    "timm's RandomResizedCropAndInterpolation.get_params with Python's RNG: (i, j, h, w)."
+    for _ in range(10):
+        area = random.uniform(*scale) * w * h
+        aspect = math.exp(random.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        tw, th = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if tw <= w and th <= h: return random.randint(0, h - th), random.randint(0, w - tw), th, tw
+    r = w / h                                                                # fallback: the central crop
+    tw, th = (w, int(round(w / min(ratio)))) if r < min(ratio) else (int(round(h * max(ratio))), h) if r > max(ratio) else (w, h)
+    return (h - th) // 2, (w - tw) // 2, th, tw
+
+# %% ../nbs/07_views.ipynb #d003
+class DeviceViews:
+    """Loader side of `views_on="device"`: the RGB image as uint8 (shrunk once if its shorter side exceeds `bound`·size)
+    and the draws of its views, in `TrainViews`' order; `make_views` makes the pixels on the device."""
+    def __init__(self, size: int, mean, n_crops: int = 8, crop_scale=(0.5, 0.9), strong: str = "released",
+                 fill: str = "black", bound: float = 2.):
+        check_choice("strong view", strong, STRONG_VIEWS); check_choice("RandAugment fill", fill, CHOICES["randaug_fill"])
+        self.size, self.mean, self.n_crops, self.crop_scale, self.strong_kind = size, tuple(mean), n_crops, tuple(crop_scale), strong
+        self.fill, self.bound = fill, bound
+        self.fill_rgb = (0., 0., 0.) if fill == "black" else tuple(float(min(255, round(255 * m))) for m in mean)   # timm's img_mean
+
+    def __call__(self, img: Image.Image) -> dict:
+        if img.mode != "RGB": img = img.convert("RGB")
+        w, h = img.size; cap = round(self.bound * self.size)
+        if min(w, h) > cap:                                  # one cheap resize (box-reduce + bilinear), aspect kept
+            img = img.resize((max(1, round(w * cap / min(w, h))), max(1, round(h * cap / min(w, h)))), Image.BILINEAR, reducing_gap=2.0)
+            w, h = img.size
+        S, crops = self.size, []
+        for _ in range(self.n_crops):                        # random_square_crop's draws, then the weak transform's
+            side = max(1, int(float(torch.empty(()).uniform_(*self.crop_scale)) * min(w, h)))
+            x, y = int(torch.randint(0, w - side + 1, ())), int(torch.randint(0, h - side + 1, ()))
+            crops.append(_weak_view(side, side, S, y, x))
+        weak, ra = _weak_view(h, w, S), []
+        if self.strong_kind == "weak": strong = _weak_view(h, w, S)
+        else:
+            i, j, th, tw = _rrc_box(h, w)
+            strong = [i, j, th, tw, S, S, 0, 0, int(torch.rand(1) < 0.5)]   # RandomResizedCrop, then the flip
+            if self.strong_kind == "released": ra = ra_draw()
+        return {"image": torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1),          # (3, h, w) uint8
+                "views": torch.tensor([weak, strong] + crops, dtype=torch.int64),            # (2+K, 9) boxes
+                "ra": torch.tensor(ra + [[-1., 0.]] * (2 - len(ra)), dtype=torch.float64),   # (2, 2) ops
+                "fill": torch.tensor(self.fill_rgb)}
+
+    def __repr__(self): return (f"DeviceViews(size={self.size}, n_crops={self.n_crops}, crop_scale={self.crop_scale}, "
+                                f"strong={self.strong_kind!r}, fill={self.fill!r}, bound={self.bound})")
+
+# %% ../nbs/07_views.ipynb #d004
+def collate_views(items):
+    "DataLoader collate of `(DeviceViews item, label, index)` samples: images zero-padded to the batch's largest (H, W)."
+    xs = [x for x, *_ in items]
+    H, W = max(x["image"].shape[1] for x in xs), max(x["image"].shape[2] for x in xs)
+    img = torch.zeros(len(xs), 3, H, W, dtype=torch.uint8)
+    for k, x in enumerate(xs): img[k, :, :x["image"].shape[1], :x["image"].shape[2]] = x["image"]
+    out = torch.utils.data.default_collate([({k: v for k, v in x.items() if k != "image"}, *r) for x, *r in items])
+    out[0]["image"] = img
+    return out
+
+# %% ../nbs/07_views.ipynb #d007
+def _bicubic_aa(x: torch.Tensor) -> torch.Tensor:
+    "Pillow's resampling kernel: bicubic, a = −0.5."
+    x = x.abs()
+    return torch.where(x < 1, (1.5 * x - 2.5) * x * x + 1, torch.where(x < 2, ((x - 5) * x + 8) * x * -0.5 + 2, 0.))
+
+def resample_weights(n_in: int, start, length, n_mid, first, n_out: int) -> torch.Tensor:
+    """(V, n_out, n_in) weights of Pillow's bicubic resize along one axis: the span [start, start + length) of an axis of
+    `n_in` pixels resized to `n_mid`, of which `n_out` are kept from `first` (each a (V,) tensor)."""
+    dev = start.device
+    start, length, n_mid, first = (t.double()[:, None, None] for t in (start, length, n_mid, first))
+    scale = length / n_mid
+    fs = scale.clamp(min=1.)                                                     # antialiasing when shrinking
+    center = (first + torch.arange(n_out, device=dev, dtype=torch.float64)[None, :, None] + 0.5) * scale
+    x = torch.arange(n_in, device=dev, dtype=torch.float64)[None, None, :] - start   # position inside the span
+    lo = (center - 2 * fs + 0.5).clamp(min=0).floor()
+    hi = torch.minimum((center + 2 * fs + 0.5).floor(), length)
+    w = torch.where((x >= lo) & (x < hi), _bicubic_aa((x - center + 0.5) / fs), 0.)
+    return (w / w.sum(-1, keepdim=True)).float()
+
+def _round8(x: torch.Tensor) -> torch.Tensor: return (x + 0.5).floor_().clamp_(0, 255)   # Pillow's clip8
+
+def crop_resize(img: torch.Tensor, owner: torch.Tensor, views: torch.Tensor, size: int, chunk: int = 16) -> torch.Tensor:
+    """Views (V, 3, S, S), float pixel values 0–255, of images (B, 3, H, W): view v takes image `owner[v]`'s box
+    (y0, x0, h, w), resizes it to (oh, ow), crops (top, left, S, S) and flips if asked (`views` (V, 9), in that order)."""
+    H, W = img.shape[-2:]
+    y0, x0, h, w, oh, ow, top, left, flip = views.to(img.device).unbind(-1)
+    out = []
+    for s in range(0, len(views), chunk):                                       # bounds the (v, 3, H, S) temporaries
+        sl = slice(s, s + chunk)
+        Wx = resample_weights(W, x0[sl], w[sl], ow[sl], left[sl], size)        # (v, S, W)
+        Wx = torch.where(flip[sl].bool()[:, None, None], Wx.flip(1), Wx)
+        Wy = resample_weights(H, y0[sl], h[sl], oh[sl], top[sl], size)         # (v, S, H)
+        t = _round8(img[owner[sl]].float() @ Wx.transpose(1, 2)[:, None])       # (v, 3, H, S)
+        out.append(_round8(Wy[:, None] @ t))                                   # (v, 3, S, S)
+    return torch.cat(out)
+
+# %% ../nbs/07_views.ipynb #d010
+def _cubic_pil(v1, v2, v3, v4, d):
+    "Pillow's BICUBIC macro for transforms (a = −1)."
+    return v2 + d * ((v3 - v1) + d * ((2 * (v1 - v2) + v3 - v4) + d * (v2 - v1 - v3 + v4)))
+
+def affine_pil(img: torch.Tensor, m: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Pillow's `transform(size, AFFINE, m, BICUBIC, fillcolor=fill)` of float pixel values (n, 3, H, W): output pixel
+    (x, y) reads the input at m·(x+½, y+½, 1), `m` (n, 2, 3); outside the input it is `fill` (n, 3)."""
+    n, C, H, W = img.shape
+    m = m.to(img.device, torch.float64)[..., None, None]                         # (n, 2, 3, 1, 1)
+    ys, xs = torch.meshgrid(torch.arange(H, device=img.device, dtype=torch.float64) + .5,
+                            torch.arange(W, device=img.device, dtype=torch.float64) + .5, indexing="ij")
+    xin, yin = (m[:, r, 0] * xs + m[:, r, 1] * ys + m[:, r, 2] for r in (0, 1))  # (n, H, W)
+    inside = ((xin >= 0) & (xin < W) & (yin >= 0) & (yin < H))[:, None]
+    x0, y0 = (xin - .5).floor(), (yin - .5).floor()
+    dx, dy = (xin - .5 - x0).float()[:, None], (yin - .5 - y0).float()[:, None]  # (n, 1, H, W)
+    flat = img.flatten(2)
+    def tap(yy, xx):                                                             # neighbours clamped to the image
+        idx = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1)).long().flatten(1)[:, None].expand(-1, C, -1)
+        return flat.gather(2, idx).view(n, C, H, W)
+    rows = [_cubic_pil(*(tap(y0 + r, x0 + c) for c in (-1, 0, 1, 2)), dx) for r in (-1, 0, 1, 2)]
+    v = _cubic_pil(*rows, dy).clamp(0, 255).floor()                             # (UINT8) truncates
+    return torch.where(inside, v, fill[:, :, None, None].to(v))
+
+def _affine_matrix(name: str, arg: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    "timm's output → input matrices (n, 2, 3) of rotate (Pillow's, about the centre), shear and translate."
+    a = arg.double(); one, zero = torch.ones_like(a), torch.zeros_like(a)
+    if name == "Rotate":
+        r = -torch.deg2rad(a)
+        c, s = torch.round(torch.cos(r), decimals=15), torch.round(torch.sin(r), decimals=15)
+        rows = [[c, s, c * -W / 2 + s * -H / 2 + W / 2], [-s, c, -s * -W / 2 + c * -H / 2 + H / 2]]
+    elif name == "ShearX": rows = [[one, a, zero], [zero, one, zero]]
+    elif name == "ShearY": rows = [[one, zero, zero], [a, one, zero]]
+    elif name == "TranslateXRel": rows = [[one, zero, a * W], [zero, one, zero]]
+    else: rows = [[one, zero, zero], [zero, one, a * H]]                        # TranslateYRel
+    return torch.stack([torch.stack(r, -1) for r in rows], 1)
+
+# %% ../nbs/07_views.ipynb #d011
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    "Pillow's RGB → L (ITU-R 601-2 in 16-bit fixed point), (n, 1, H, W)."
+    r, g, b = x.double().unbind(1)
+    return torch.floor((r * 19595 + g * 38470 + b * 7471 + 32768) / 65536)[:, None].to(x.dtype)
+
+def _blend(a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    "Pillow's `Image.blend(a, b, alpha)`: a + alpha·(b − a) in float32, clipped and truncated; `alpha` (n,)."
+    return (a.float() + alpha.float().to(a.device)[:, None, None, None] * (b.float() - a.float())).clamp(0, 255).floor()
+
+def _smooth(x: torch.Tensor) -> torch.Tensor:
+    "Pillow's ImageFilter.SMOOTH (3×3 kernel, centre 5, total 13), border pixels copied."
+    k = torch.ones(3, 3, device=x.device); k[1, 1] = 5
+    y = F.conv2d(x.float().flatten(0, 1)[:, None], (k / 13)[None, None]).view(*x.shape[:2], x.shape[2] - 2, x.shape[3] - 2)
+    out = x.float().clone(); out[..., 1:-1, 1:-1] = _round8(y)
+    return out
+
+def _equalize(x: torch.Tensor) -> torch.Tensor:
+    "Pillow's ImageOps.equalize, per channel."
+    v = x.long().flatten(2)                                                      # (n, 3, H·W)
+    h = torch.zeros(*x.shape[:2], 256, dtype=torch.long, device=x.device).scatter_add_(2, v, torch.ones_like(v))
+    last = 255 - (h.flip(-1) > 0).long().argmax(-1, keepdim=True)              # the highest value present
+    step = (h.sum(-1, keepdim=True) - h.gather(-1, last)) // 255
+    lut = ((step // 2 + h.cumsum(-1) - h) // step.clamp(min=1)).clamp(max=255)
+    lut = torch.where(((h > 0).sum(-1, keepdim=True) <= 1) | (step == 0), torch.arange(256, device=x.device), lut)
+    return lut.gather(2, v).view_as(x).to(x.dtype)
+
+def _autocontrast(x: torch.Tensor) -> torch.Tensor:
+    "Pillow's ImageOps.autocontrast without cutoff, per channel."
+    lo, hi = x.amin((2, 3), keepdim=True).double(), x.amax((2, 3), keepdim=True).double()
+    scale = 255.0 / (hi - lo).clamp(min=1)
+    return torch.where(hi > lo, (x.double() * scale + -lo * scale).floor().clamp(0, 255), x.double()).to(x.dtype)
+
+# %% ../nbs/07_views.ipynb #d012
+def rand_augment_op(x: torch.Tensor, name: str, arg: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    "timm's RandAugment op `name` on float pixel values (n, 3, S, S) with per-image argument `arg` (n,) and fill (n, 3)."
+    a = arg.to(x.device, x.dtype)[:, None, None, None]
+    if name == "AutoContrast": return _autocontrast(x)
+    if name == "Equalize": return _equalize(x)
+    if name == "Invert": return 255 - x
+    if name == "PosterizeIncreasing": return (x.long() & (255 - (2 ** (8 - a.long()) - 1))).to(x.dtype)
+    if name == "SolarizeIncreasing": return torch.where(x < a, x, 255 - x)
+    if name == "SolarizeAdd": return torch.where(x < 128, (x + a).clamp(max=255), x)
+    if name == "ColorIncreasing": return _blend(_gray(x).expand_as(x), x, arg)
+    if name == "ContrastIncreasing":                          # the degenerate image: int(mean of L + ½) everywhere
+        return _blend(torch.floor(_gray(x).double().mean((1, 2, 3), keepdim=True) + .5).float().expand_as(x), x, arg)
+    if name == "BrightnessIncreasing": return _blend(torch.zeros_like(x), x, arg)
+    if name == "SharpnessIncreasing": return _blend(_smooth(x), x, arg)
+    return affine_pil(x, _affine_matrix(name, arg, *x.shape[-2:]), fill)
+
+def rand_augment(x: torch.Tensor, ra: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    "Each image's drawn ops (`ra` (n, L, 2) on the CPU: op index or −1, argument), layer by layer, batched per op."
+    for layer in range(ra.shape[1]):
+        op = ra[:, layer, 0].long()
+        for k in op.unique().tolist():
+            if k < 0: continue
+            sel = (op == k).nonzero().squeeze(1)
+            d = sel.to(x.device)
+            x = x.index_copy(0, d, rand_augment_op(x[d], RA_OPS[k], ra[sel, layer, 1], fill[d]))
+    return x
+
+def make_views(batch: dict, size: int, device=None) -> tuple:
+    "(weak (B,3,S,S), strong (B,3,S,S), crops (B,K,3,S,S)), uint8 on `device`, from a batch of `DeviceViews` items."
+    img = batch["image"].to(device or batch["image"].device, non_blocking=True)
+    views = batch["views"]                                                      # (B, 2+K, 9): weak, strong, crops
+    B, V = views.shape[:2]
+    out = crop_resize(img, torch.arange(B, device=img.device).repeat_interleave(V), views.flatten(0, 1), size)
+    out = out.view(B, V, 3, size, size)
+    strong = out[:, 1]
+    if (batch["ra"][..., 0] >= 0).any(): strong = rand_augment(strong, batch["ra"], batch["fill"].to(img.device))
+    return out[:, 0].to(torch.uint8), strong.to(torch.uint8), out[:, 2:].to(torch.uint8)
