@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("list", help="registered datasets")
     c = dsub.add_parser("check", help="report what is missing for a dataset, with the expected paths")
     c.add_argument("dataset"); c.add_argument("--root", default=None)
+    c.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config the run would use (skip_corrupt, ...)")
     dl = dsub.add_parser("download", help="fetch a benchmark with torchvision and build the released split's layout "
                                           "(resumable), or say what to fetch by hand")
     dl.add_argument("dataset"); dl.add_argument("--root", default=None, help="dataset folder (default: the registry's under data/)")
@@ -94,6 +95,7 @@ def cmd_evaluate(a) -> dict:
     from microclip.evaluate import collect_features, score
     model, ck = load_model(a.ckpt_path, a.device or "auto")
     test = load_split(a.dataset, "test", root=a.data_root, skip_corrupt=a.skip_corrupt)
+    if a.skip_corrupt and test.scan(): print(f"note: {test}", file=sys.stderr)   # drops the unreadable ones
     if list(test.classes) != list(ck["classes"]):
         raise MicroclipError(f"checkpoint {a.ckpt_path} was trained on {len(ck['classes'])} classes that differ from "
                              f"dataset {a.dataset!r}'s {len(test.classes)} (name or order)")
@@ -163,7 +165,10 @@ def cmd_data(a):
         rep = datasets.download_dataset(a.dataset, root=a.root, log=lambda s: print(s, file=sys.stderr, flush=True))
         if not rep.ok: raise MicroclipError(f"downloaded, but the dataset does not check out:\n{rep}")
         return rep
-    return datasets.check_dataset(a.dataset, root=a.root)
+    from microclip.train import check_inputs
+    rep = check_inputs(load_config(None, {"dataset": a.dataset, "data_root": a.root, **parse_overrides(a.set)}))
+    if not rep.ok: raise MicroclipError(str(rep))                 # exit status 2: not ready to train
+    return rep
 
 def cmd_descriptions(a):
     from microclip import descriptions

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #c002
 from __future__ import annotations
-import contextlib, functools, hashlib, json, math, os, platform, random, subprocess, sys, time
+import contextlib, dataclasses, functools, hashlib, json, math, os, platform, random, subprocess, sys, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ import microclip
 from .core import (LATE_OPTIONS, Config, MicroclipError, config_hash, get_device, runs_dir, set_seed, sha256, torch_save,
                             write_json, write_text)
 from .backbone import Backbone, _resolve_pretrained
-from .datasets import get_spec, load_split
+from .datasets import IMAGE_EXTS, get_spec, load_split, read_image
 from .descriptions import dataset_descriptions, default_descriptions_path
 from .dka import gamma_at
 from .evaluate import collect_features, score, zero_shot
@@ -28,12 +28,12 @@ from .saliency import DEGENERATE_DENSITY, ncut_diagnostics
 from .views import SeededSamples, TrainViews, eval_transform, normalize_views
 
 # %% auto #0
-__all__ = ['CONTENT_FILE', 'LOCK_ENV', 'RUN_FILES', 'cosine_lr', 'Inputs', 'per_class_subset', 'prepare', 'dataset_fingerprint',
-           'input_fingerprint', 'record_content', 'run_identity', 'input_changes', 'run_hash', 'run_name',
-           'dataset_folder', 'default_run_dir', 'environment', 'RunLocked', 'take_run_lock', 'run_lock',
-           'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'trainable_state', 'load_trainable', 'Dist',
-           'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients', 'token_stats', 'train_step',
-           'compile_blocks', 'train', 'param_groups', 'load_model']
+__all__ = ['CONTENT_FILE', 'LOCK_ENV', 'RUN_FILES', 'cosine_lr', 'Inputs', 'per_class_subset', 'ignored_files', 'prepare',
+           'check_inputs', 'dataset_fingerprint', 'input_fingerprint', 'record_content', 'run_identity',
+           'input_changes', 'run_hash', 'run_name', 'dataset_folder', 'default_run_dir', 'environment', 'RunLocked',
+           'take_run_lock', 'run_lock', 'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'trainable_state',
+           'load_trainable', 'Dist', 'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients',
+           'token_stats', 'train_step', 'compile_blocks', 'train', 'param_groups', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -48,6 +48,7 @@ class Inputs:
     classes: list          # class names in label order
     descriptions: dict     # {class: [sentences]} in class order
     templates: list        # hand-crafted prompt templates
+    ignored: list = dataclasses.field(default_factory=list)   # files beside the images that are not images
 
 def per_class_subset(ds, n: int | None):
     "Keep the first `n` samples of every class (in file order); `None` keeps everything."
@@ -59,8 +60,14 @@ def per_class_subset(ds, n: int | None):
     ds.samples = keep
     return ds
 
+def ignored_files(*splits) -> list[Path]:
+    "Files in the splits' image folders that are not listed as images (other extensions; hidden files aside)."
+    listed = {p for ds in splits for p, _ in ds.samples} | {p for ds in splits for p in ds.skipped}
+    folders = sorted({p.parent for p in listed})
+    return [f for d in folders for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".") and f not in listed]
+
 def prepare(cfg: Config) -> Inputs:
-    "Load and validate the dataset, class names, descriptions and templates named by `cfg`."
+    "Load and validate the dataset, class names, descriptions and templates named by `cfg` (`data check` runs this too)."
     spec = get_spec(cfg.dataset)
     train = load_split(cfg.dataset, "train", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt)
     test = load_split(cfg.dataset, "test", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt)
@@ -69,12 +76,35 @@ def prepare(cfg: Config) -> Inputs:
         for ds in (train, test):
             bad = ds.scan()                                      # drops them when skip_corrupt is set
             if bad and not cfg.skip_corrupt:
-                raise MicroclipError(f"{len(bad)} unreadable image(s) in {ds.name}, e.g. {bad[0]}; remove or replace "
+                try: read_image(bad[0]); why = str(bad[0])
+                except MicroclipError as e: why = str(e).removeprefix("cannot read image ")
+                raise MicroclipError(f"{len(bad)} unreadable image(s) in {ds.name}, e.g. {why}; remove or replace "
                                      "them, or set skip_corrupt=true to skip and count them")
     if train.classes != test.classes:
         raise MicroclipError(f"dataset {cfg.dataset!r}: train and test splits list different classes")
+    empty = {ds.name: [c for y, c in enumerate(ds.classes) if y not in set(ds.targets)] for ds in (train, test)}
+    if any(empty.values()):                                      # would train on nothing / score NaN for them
+        raise MicroclipError("class(es) without a usable image: " + "; ".join(f"{k}: {v[:8]}" for k, v in empty.items() if v)
+                             + " — add images to their folders, or remove the classes from the class list")
     descriptions = dataset_descriptions(cfg.dataset, path=cfg.descriptions, root=cfg.data_root)
-    return Inputs(train, test, list(train.classes), descriptions, list(spec.get_templates(cfg.data_root)))
+    return Inputs(train, test, list(train.classes), descriptions, list(spec.get_templates(cfg.data_root)),
+                  ignored_files(train, test))
+
+def check_inputs(cfg: Config):
+    "`microclip data check`: what is missing from the dataset's layout, then exactly the checks `train` runs (`prepare`)."
+    from microclip.datasets import check_dataset
+    rep = check_dataset(cfg.dataset, root=cfg.data_root)
+    if rep.missing or rep.problems: return rep
+    try: inputs = prepare(cfg)
+    except MicroclipError as e: rep.problems.append(str(e)); return rep
+    rep.sizes = {"train": len(inputs.train), "test": len(inputs.test)}
+    rep.notes += [f"skipped {len(ds.skipped)} unreadable image(s) in {ds.name} (skip_corrupt), e.g. {ds.skipped[0]}"
+                  for ds in (inputs.train, inputs.test) if ds.skipped]
+    if inputs.ignored:
+        exts = sorted({f.suffix.lower() or f.name for f in inputs.ignored})
+        rep.notes.append(f"ignored {len(inputs.ignored)} file(s) that are not images ({', '.join(exts[:8])}), "
+                         f"e.g. {inputs.ignored[0]}; microclip reads {', '.join(IMAGE_EXTS)}")
+    return rep
 
 # %% ../nbs/11_train.ipynb #c010
 @functools.lru_cache(maxsize=32)
@@ -563,7 +593,8 @@ def _train_locked(cfg, inputs, dist, device, run, fp, resume, progress, stop_aft
         if write:
             write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             write_json(run / "env.json", {**environment(device, cfg), "processes": dist.world,
-                                          "skipped_images": _skipped(inputs)})
+                                          "skipped_images": _skipped(inputs),
+                                          "ignored_files": [str(f) for f in inputs.ignored[:100]]})
             (run / "error.json").unlink(missing_ok=True)
         ev = _evaluate(model, inputs, cfg, device, heads, progress, dist)
         rows = [{"epoch": 0, **{k: v for k, v in ev.items() if k != "per_class"}}]

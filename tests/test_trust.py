@@ -98,6 +98,9 @@ def test_no_resume_retires_the_old_results_first(tmp_path):
     assert len(retired) == 1 and json.loads(retired[0].read_text())["top1"] == -1.0
     new = train(cfg_of(data, epochs=2), run_dir=run, progress=False)       # resumes the new run, not the old numbers
     assert new["top1"] != -1.0 and torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    (data / "test" / "ash owl" / "0.png").write_bytes(b"broken")          # evaluate: --skip-corrupt, as train has
+    assert main(["evaluate", "--dataset", str(data), "--ckpt-path", str(run / "checkpoint.pt")]) == 2
+    assert main(["evaluate", "--dataset", str(data), "--ckpt-path", str(run / "checkpoint.pt"), "--skip-corrupt"]) == 0
 
 
 def test_train_takes_the_study_lock(tmp_path, capsys):
@@ -189,3 +192,61 @@ def test_unwritable_runs_folder_and_bad_top_k(tmp_path, capsys):
     assert "cannot create the run folder" in capsys.readouterr().err
     assert main(["predict", "--ckpt-path", str(tmp_path / "x.pt"), str(tmp_path), "--top-k", "-1"]) == 2
     assert "--top-k must be at least 1" in capsys.readouterr().err
+
+
+# --- 5. custom data as users have it; 6. data check runs train's checks; 7. predict batches and reports failures ----
+
+TEXTILE = {"nominal": "defect-free fabric", "global": "global defect", "local": "local defect"}
+
+
+def textile(root, n=6):
+    """Folders named by the user's ids, a mapping to class names, descriptions keyed by the names, one .jfif photo."""
+    rng = np.random.default_rng(1)
+    for k, (folder, name) in enumerate(TEXTILE.items()):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
+            img[8:32, 8:32, k] = 220
+            Image.fromarray(img).save(root / folder / f"{folder}_{i}.png")
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(root / "local" / "phone.jfif", format="JPEG")
+    (root / "local" / "notes.txt").write_text("shot on line 3")
+    (root / "classes.json").write_text(json.dumps(TEXTILE))
+    (root / "descriptions.json").write_text(json.dumps({n: [f"a photo of {n}.", f"woven textile showing {n}."]
+                                                        for n in TEXTILE.values()}))
+    return root
+
+
+def test_textile_layout_checks_trains_evaluates_and_predicts_without_renaming(tmp_path, capsys):
+    data, run = textile(tmp_path / "textile"), tmp_path / "run"
+    assert main(["data", "check", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "ignored 1 file(s) that are not images (.txt)" in out and "notes.txt" in out, out
+    assert main(["train", "--dataset", str(data), "--run-dir", str(run), "--set", *TINY]) == 0
+    final = json.loads((run / "final.json").read_text())
+    env = json.loads((run / "env.json").read_text())
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["classes"] == list(TEXTILE.values())
+    assert env["ignored_files"] == [str(data / "local" / "notes.txt")]
+    capsys.readouterr()
+    assert main(["evaluate", "--dataset", str(data), "--ckpt-path", str(run / "checkpoint.pt")]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(final["top1"])
+    (data / "nominal" / "broken.png").write_bytes(b"not a png")
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{data / 'global' / 'global_0.png'}\n")
+    rc = main(["predict", "--ckpt-path", str(run / "checkpoint.pt"), str(data / "nominal"), str(data / "local"), str(lst),
+               "--top-k", "2", "--format", "json", "--batch-size", "4"])
+    cap = capsys.readouterr()
+    rows = json.loads(cap.out)
+    assert rc == 2 and "1 of 15 images could not be read" in cap.err and "broken.png" in cap.err, cap.err
+    assert len({r["image"] for r in rows}) == 14 and {r["class"] for r in rows} <= set(TEXTILE.values())
+    assert any(r["image"].endswith("phone.jfif") for r in rows)
+
+
+def test_data_check_runs_the_checks_train_runs(tmp_path, capsys):
+    data = make_folder(tmp_path / "d")
+    for f in (data / "test" / "oak owl").iterdir(): f.unlink()      # an empty class folder
+    assert main(["data", "check", str(data)]) == 2                   # not ready: non-zero exit
+    err = capsys.readouterr().err
+    assert "NOT READY" in err and "without a usable image" in err and "oak owl" in err, err
+    assert main(["train", "--dataset", str(data), "--run-dir", str(tmp_path / "r"), "--set", *TINY]) == 2
+    assert "without a usable image" in capsys.readouterr().err       # the same check, the same words
+    assert not (tmp_path / "r").exists()
