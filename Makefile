@@ -50,14 +50,16 @@ demo: $(VENV_STAMP)  ## the microworld study end to end (cached steps are skippe
 DATASETS ?= microworld
 SEEDS ?= 0 1 2
 EXPERIMENTS ?= zeroshot adapt ablations
+# ablation axes of microclip.study.ABLATIONS (default: all), e.g. ABLATIONS=classifier_init for the paper's Table 5
+ABLATIONS ?=
 # the tiny-CLIP recipe for the microworld alone, the released defaults otherwise
 CONFIG ?= $(if $(filter-out microworld,$(DATASETS)),default,microworld)
 EXECUTOR ?= local
 SET ?=
 
-study: $(VENV_STAMP)  ## papermill runs into runs/: DATASETS=.. SEEDS=.. [EXPERIMENTS=zeroshot adapt ablations] [CONFIG=..] [EXECUTOR=local|slurm] [SET="k=v .."]
+study: $(VENV_STAMP)  ## papermill runs into runs/: DATASETS=.. SEEDS=.. [EXPERIMENTS=zeroshot adapt ablations] [ABLATIONS=..] [CONFIG=..] [EXECUTOR=local|slurm] [SET="k=v .."]
 	.venv/bin/microclip study --datasets $(DATASETS) --seeds $(SEEDS) --experiment $(EXPERIMENTS) --train-config $(CONFIG) \
-	  --executor $(EXECUTOR) $(if $(strip $(SET)),--set $(SET),)
+	  --executor $(EXECUTOR) $(if $(strip $(ABLATIONS)),--ablations $(ABLATIONS),) $(if $(strip $(SET)),--set $(SET),)
 
 report: $(VENV_STAMP)  ## tables, figures and reports/README.md from the finished runs in runs/ (seconds)
 	.venv/bin/microclip report

@@ -154,6 +154,9 @@ class Config:
     null_token: str = "zero"           # SOAP null key/value: "zero" (released) or "learnable"
     soap_lr_scale: float = 1.0         # learning-rate multiplier of SOAP's parameters (1: released; 0: maps stay identity)
     head_init: str = "cupl"            # learnable head init: "cupl" prototype or "hcrafted" templates
+    frozen_head: str = "llm"           # frozen head W_LLM (DKA's prior): "llm" (released: descriptions weighted by their
+                                       # similarity to the hand-crafted head), "mean" (plain description mean) or
+                                       # "hcrafted" (the hand-crafted template head, no descriptions)
     hand_norm: str = "per_template"    # hand-crafted embedding: "per_template" or "frobenius" (released)
     prompt_names: str = "spaced"       # class names in template prompts: "spaced" (released: "_" → " ") or "raw"
     long_descriptions: str = "truncate"  # descriptions over the text context (77 tokens): "truncate" (counted per
@@ -187,7 +190,7 @@ class Config:
 CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "linear"),
                ncut_threshold=("std", "mean"), ncut_sign=("invert", "rethreshold"),
                soap_query=("masked_mean", "cls", "mean", "random", "pool_mean", "pool_masked"),
-               null_token=("zero", "learnable"), head_init=("cupl", "hcrafted"),
+               null_token=("zero", "learnable"), head_init=("cupl", "hcrafted"), frozen_head=("llm", "mean", "hcrafted"),
                hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16", "fp16"),
                targets=("pseudo", "labels"), strong_view=("released", "crop", "weak"), randaug_fill=("black", "mean"),
                prompt_names=("spaced", "raw"), long_descriptions=("truncate", "error"), labels_loss=("ce", "ce_fair"),
@@ -294,7 +297,7 @@ def load_config(name_or_file: str | None = None, overrides: dict | None = None) 
 # (an option whose default is not that value gives every run a new folder: the default changed what runs compute)
 LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo", "strong_view": "released", "randaug_fill": "mean",
                 "prompt_names": "raw", "long_descriptions": "truncate", "labels_loss": "ce_fair", "eval_fusion": "train",
-                "ncut_features": "values"}
+                "ncut_features": "values", "frozen_head": "llm"}
 
 def config_hash(cfg: Config, ignore=("device", "workers")) -> str:
     "Short content hash of the settings that change results (device and worker count do not)."

@@ -16,7 +16,7 @@ from .heads import LearnableHead, hand_crafted_head, encode_descriptions, frozen
 from .dka import aggregate_crops, pseudo_logits, tokenfusion_feature, fused_logits
 
 # %% auto #0
-__all__ = ['Features', 'MicroCLIP', 'overlong_texts', 'build_heads', 'build_model']
+__all__ = ['FROZEN_HEADS', 'Features', 'MicroCLIP', 'overlong_texts', 'build_heads', 'build_model']
 
 # %% ../nbs/06_model.ipynb #c005
 class Features(NamedTuple):
@@ -130,7 +130,9 @@ def build_heads(backbone: Backbone, classes: list[str], descriptions: dict, temp
     return {"hand-crafted": w_hand, "description mean": mean_head(emb, valid),
             "frozen LLM head": frozen_llm_head(emb, valid, w_hand)}
 
+FROZEN_HEADS = {"llm": "frozen LLM head", "mean": "description mean", "hcrafted": "hand-crafted"}   # frozen_head → head
+
 def build_model(backbone: Backbone, heads: dict, cfg: Config) -> MicroCLIP:
-    "A `MicroCLIP` whose learnable head starts from the CuPL prototype or the hand-crafted head."
+    "A `MicroCLIP` whose learnable head starts from `cfg.head_init`'s head and whose frozen head is `cfg.frozen_head`'s."
     init = heads["description mean"] if cfg.head_init == "cupl" else heads["hand-crafted"]
-    return MicroCLIP(backbone, heads["frozen LLM head"], init, cfg)
+    return MicroCLIP(backbone, heads[FROZEN_HEADS[cfg.frozen_head]], init, cfg)

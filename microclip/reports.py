@@ -10,17 +10,19 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from .core import Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, write_text
-from .study import ABLATIONS, ZEROSHOT_FIELDS, run_status, zeroshot_run_dir
+from .core import Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, sha256, write_text
+from .study import ABLATIONS, PAPER_AXES, ZEROSHOT_FIELDS, run_status, zeroshot_run_dir
 from .train import input_changes, input_fingerprint, run_identity, run_name
 
 # %% auto #0
 __all__ = ['PER_RUN', 'BENCHMARKS', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS', 'VARIANT_NOTES', 'FUSION_ORDERS', 'PL_LABELS',
-           'DESCRIPTIONS', 'recipe_of', 'recipe_changes', 'stale_reason', 'run_inputs_current', 'load_runs',
-           'markdown_table', 'latex_table', 'write_table', 'summarise_seeds', 'pivot_cells', 'main_results',
-           'main_table_display', 'ablation_results', 'ablation_display', 'epoch_metrics', 'fig_pseudo_labels',
-           'fig_test_top1', 'fig_gamma', 'cls_attention', 'fig_saliency', 'write_inventory', 'recipe_legend',
-           'main_legend', 'make_report', 'report_index', 'add_report_args', 'report_from_args']
+           'COARSE_FINE', 'RHO_READOUT', 'PAPER_ROWS', 'SALIENCY_COMMAND', 'PAPER', 'OTHER_REPORTS', 'DESCRIPTIONS',
+           'recipe_of', 'recipe_changes', 'stale_reason', 'run_inputs_current', 'load_runs', 'markdown_table',
+           'latex_table', 'write_table', 'summarise_seeds', 'pivot_cells', 'main_results', 'main_table_display',
+           'ablation_results', 'ablation_display', 'epoch_metrics', 'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma',
+           'coarse_fine_results', 'paper_ablation', 'collect_saliency', 'saliency_summary', 'paper_tables',
+           'copy_saliency', 'write_inventory', 'recipe_legend', 'main_legend', 'make_report', 'paper_index',
+           'report_index', 'add_report_args', 'report_from_args']
 
 # %% ../nbs/18_reports.ipynb #c005
 PER_RUN = ("dataset", "data_root", "descriptions", "seed", "method", "device", "workers")
@@ -194,7 +196,7 @@ def main_table_display(res: pd.DataFrame) -> pd.DataFrame:
     for label, vals in pub.items():
         if not any(d in vals for d in datasets): continue
         disp.loc[label] = [f"{vals[d]:.2f}" if d in vals else "—" for d in datasets] + \
-                          [f"{vals['average']:.2f}" if full and "average" in vals else "—"]
+                          ([f"{vals['average']:.2f}" if full and "average" in vals else "—"] if "Average" in disp else [])
     return disp
 
 # %% ../nbs/18_reports.ipynb #c023
@@ -288,7 +290,7 @@ def fig_pseudo_labels(em: pd.DataFrame, path: Path) -> Path | None:
                     kind="line", errorbar="sd", marker="o", height=2.8, aspect=1.2, facet_kws={"sharey": False})
     g.set_axis_labels("epoch", "pseudo-label accuracy (%)").set_titles("{col_name}" if d.method.nunique() == 1 else "{row_name} | {col_name}")
     _integer_epochs(g)
-    g.figure.suptitle("Pseudo-label accuracy per component (mean ± s.d. over seeds)", y=1.04)
+    g.figure.suptitle("Paper Figure 3 — pseudo-label accuracy per component (mean ± s.d. over seeds)", y=1.04)
     return _save(g.figure, path)
 
 # %% ../nbs/18_reports.ipynb #c032
@@ -319,49 +321,161 @@ def fig_gamma(runs: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 # %% ../nbs/18_reports.ipynb #c036
-@torch.no_grad()
-def cls_attention(backbone, images: torch.Tensor) -> torch.Tensor:
-    "Head-averaged attention (B, N) of the [CLS] token to the patches in the backbone's last block."
-    mha, seen = backbone.clip.visual.transformer.resblocks[-1].attn, {}
-    h = mha.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))   # returns None: inputs unchanged
-    try: backbone(images, patches=False)
-    finally: h.remove()
-    x = seen["x"]                                                  # (B, 1+N, D), or (1+N, B, D) if not batch_first
-    w = mha(x, x, x, need_weights=True, average_attn_weights=True)[1]   # (B, 1+N, 1+N)
-    return w[:, 0, 1:]
+COARSE_FINE = {"top1_cls": "[CLS] only (coarse)", "top1_fg": "[FG] only (fine)", "top1": "[CLS] + [FG] fused (TokenFusion)"}
+RHO_READOUT = {1.0: "top1_cls", 0.0: "top1_fg", 0.5: "top1"}    # ρ of a run trained on one token (or both) → its readout
 
-# %% ../nbs/18_reports.ipynb #c038
-@torch.no_grad()
-def fig_saliency(run_path, path: Path, n_images: int = 4) -> Path:
-    "Image | NCut mask | after CRF | [CLS] attention | [FG] attention for `n_images` test images of a run."
-    from microclip.datasets import load_split, read_image
-    from microclip.soap import crf_refine, mask_to_image
-    from microclip.train import load_model
-    from microclip.views import eval_transform
-    model, ck = load_model(Path(run_path) / "checkpoint.pt", device="cpu")
-    cfg, bb = model.cfg, model.backbone
-    test = load_split(cfg.dataset, "test", root=cfg.data_root)
-    idx = np.linspace(0, len(test) - 1, n_images).round().astype(int)        # spread over the classes
-    tf = eval_transform(bb.image_size, bb.mean, bb.std, "center")
-    raw = [tf.transforms[1](tf.transforms[0](read_image(test.samples[i][0]))) for i in idx]   # resized + cropped PIL
-    x = torch.stack([tf.transforms[-1](tf.transforms[-2](r)) for r in raw])  # (n, 3, S, S)
-    feats, cls_att = model.encode(x), cls_attention(bb, x)
-    cols = ["image", "NCut mask", "NCut + CRF", "[CLS] attention", "[FG] attention (SOAP)"]
-    plt, _ = _plt()
-    fig, axes = plt.subplots(len(idx), len(cols), figsize=(2 * len(cols), 2 * len(idx)), squeeze=False)
-    for i, j in enumerate(idx):
-        img = np.array(raw[i])                                        # writable copy (the CRF needs one)
-        up = lambda t: torch.nn.functional.interpolate(t.view(1, 1, *bb.grid).float(), size=img.shape[:2], mode="nearest")[0, 0]
-        panels = [img, mask_to_image(feats.mask[i], bb.grid, img.shape[:2]).numpy(),
-                  crf_refine(img, feats.mask[i].view(*bb.grid).numpy()), up(cls_att[i]).numpy(),
-                  up(feats.attn[i, :-1]).numpy() if feats.attn is not None else np.zeros(img.shape[:2])]
-        for k, (ax, p) in enumerate(zip(axes[i], panels)):
-            ax.imshow(img); ax.set_xticks([]); ax.set_yticks([])
-            if k: ax.imshow(p, alpha=0.6, cmap="viridis" if k >= 3 else "gray", interpolation="nearest")
-            if i == 0: ax.set_title(cols[k], fontsize=9)
-        axes[i, 0].set_ylabel(ck["classes"][test.samples[j][1]], fontsize=8)
-    fig.suptitle(f"{cfg.dataset}, run {Path(run_path).name}: bright = foreground / high attention", fontsize=9)
-    return _save(fig, path)
+def _method_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    "Finished microCLIP runs trained on pseudo-labels (the method itself, not its true-label upper bound)."
+    if not len(runs): return runs
+    sel = runs[(runs.status == "finished") & (runs.method == "microclip")]
+    return sel[[c.get("targets", "pseudo") == "pseudo" for c in sel.config]]
+
+def coarse_fine_results(runs: pd.DataFrame) -> pd.DataFrame:
+    "Long table (row, backbone, recipe, dataset, n_seeds, mean, std, seeds) of the paper's Table 2, two readings."
+    sel, rows = _method_runs(runs), []
+    for r in sel[sel.experiments.str.contains("adapt")].itertuples() if len(sel) else []:   # one model, three test readouts
+        rows += [dict(_o=i, row=f"{label} · test readout of the default model", backbone=r.backbone, recipe=r.recipe,
+                      dataset=r.dataset, seed=r.seed, value=getattr(r, k, None)) for i, (k, label) in enumerate(COARSE_FINE.items())]
+    for r in sel[sel.ablations.str.split(",").map(lambda a: "fusion_ratio" in a)].itertuples() if len(sel) else []:
+        rho = float(r.config["fusion_ratio"])
+        if rho not in RHO_READOUT: continue
+        k = RHO_READOUT[rho]                                        # trained with ρ = 1 → [CLS] logits alone, ...
+        base = recipe_of({**r.config, "fusion_ratio": Config().fusion_ratio})
+        rows.append(dict(_o=3 + list(RHO_READOUT).index(rho), row=f"{COARSE_FINE[k]} · trained with ρ = {rho:g}",
+                         backbone=r.backbone, recipe=base, dataset=r.dataset, seed=r.seed, value=getattr(r, k, None)))
+    long = pd.DataFrame(rows)
+    if len(long): long = long[long.value.notna()]
+    if not len(long): return pd.DataFrame(columns=["row", "backbone", "recipe", "dataset", "n_seeds", "mean", "std", "seeds"])
+    s = summarise_seeds(long, ["_o", "row", "backbone", "recipe", "dataset"])
+    return s.sort_values(["backbone", "recipe", "_o", "dataset"]).drop(columns="_o").reset_index(drop=True)
+
+def _rows_display(res: pd.DataFrame) -> pd.DataFrame:
+    "Rows × datasets of a long table with a `row` column, the backbone and recipe named only when they vary."
+    res = res.copy()
+    multi = res[["backbone", "recipe"]].drop_duplicates().shape[0] > 1
+    res["row"] = [r + (f" [{b}, {c}]" if multi else "") for r, b, c in zip(res.row, res.backbone, res.recipe)]
+    return pivot_cells(res, "row")
+
+# %% ../nbs/18_reports.ipynb #c037b
+PAPER_ROWS = {   # axis → {variant: the paper's row}, in the paper's order; the variant names stay in the label
+    "soap_query": {"soap_query=masked_mean": "SOAP: NCut query, attention pooling", "soap_query=cls": "[CLS] as the query",
+                   "soap_query=mean": "mean token as the query", "soap_query=random": "a random token as the query",
+                   "soap_query=pool_mean": "mean of all tokens, no attention",
+                   "soap_query=pool_masked": "NCut masked mean, no attention"},
+    "gamma": {"gamma=1.0": "frozen prior only (multi-view × W_LLM)", "gamma=0.0": "dynamic only (fused × W*)",
+              "gamma=0.5": "DKA: both, γ = 0.5"},
+    "classifier_init": {f"head_init={h}, frozen_head={f}": f"W* from {hl} · frozen head: {fl}"
+                        for h, hl in (("cupl", "descriptions (CuPL mean)"), ("hcrafted", "templates (hand-crafted)"))
+                        for f, fl in (("llm", "W_LLM, descriptions anchored on the hand-crafted head"),
+                                      ("mean", "plain description mean"), ("hcrafted", "hand-crafted head"))},
+}
+
+def paper_ablation(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
+    "`ablation_results` of `axis` restricted to the paper's rows, in its order, labelled in its terms."
+    res, labels = ablation_results(runs, axis), PAPER_ROWS[axis]
+    res = res[res.variant.isin(list(labels))].copy()
+    res["_o"] = res.variant.map(list(labels).index)
+    res["variant"] = [f"{labels[v]} ({v}{' — ' + VARIANT_NOTES[v] if v in VARIANT_NOTES else ''})" for v in res.variant]
+    return res.sort_values(["backbone", "base_recipe", "_o", "dataset"]).drop(columns="_o").reset_index(drop=True)
+
+# %% ../nbs/18_reports.ipynb #c037e
+SALIENCY_COMMAND = "microclip saliency --ckpt-path runs/<dataset>/<run>"
+
+def collect_saliency(runs: pd.DataFrame, root=None) -> tuple[list[dict], list[str]]:
+    "The saliency figures `microclip saliency` left in run folders' `saliency/` (current ones only) and why others were left out."
+    root = Path(root) if root else runs_dir()
+    status = dict(zip(runs.path, runs.status)) if len(runs) else {}
+    found, left = [], []
+    for j in sorted(root.glob("*/*/saliency/saliency.json")):
+        run, rel = j.parent.parent, j.parent.relative_to(root).as_posix()
+        doc = _read(j, {})
+        if isinstance(doc, _Unreadable) or not (j.parent / doc.get("figure", "saliency.png")).exists():
+            left.append(f"{rel}: {doc if isinstance(doc, _Unreadable) else 'its figure is missing'}"); continue
+        ck, why = Path(doc.get("checkpoint") or run / "checkpoint.pt"), None
+        if doc.get("checkpoint_sha256") and ck.exists() and sha256(ck) != doc["checkpoint_sha256"]:
+            why = "drawn from an earlier checkpoint of its run"
+        elif status.get(str(run)) in ("stale", "unreadable"): why = f"its run is {status[str(run)]}"
+        if why: left.append(f"{rel}: {why}; rerun `{doc.get('command') or SALIENCY_COMMAND}`"); continue
+        found.append({**doc, "folder": j.parent, "run_name": run.name, "dataset_folder": run.parent.name})
+    return found, left
+
+def saliency_summary(found: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "(display, data) of the numbers the saliency figures carry: NCut foreground share and IoU, attention on the object."
+    from microclip.soap import NCUT_FEATURES
+    data, disp = [], []
+    for d in found:
+        s, row = d["summary"], {"figure": f"{d['dataset_folder']}/{d['run_name']}", "model": d.get("model"), "images": d["n_images"]}
+        for f in NCUT_FEATURES:
+            m = s["masks"].get(f, {})
+            row.update({f"{f} fg": m.get("fg_fraction"), f"{f} IoU": m.get("iou_object"), f"{f} IoU CRF": m.get("iou_object_crf")})
+        for k in ("cls", "fg"): row[f"[{k.upper()}] on object"] = (s.get(f"{k}_attention") or {}).get("object_share")
+        data.append(row)
+        pct = lambda v: "—" if v is None else f"{100 * v:.0f}%"
+        num = lambda v: "—" if v is None else f"{v:.2f}"
+        disp.append({"": f"{row['figure']} ({row['model']}, {row['images']} images)",
+                     **{f"NCut on {f}: fg / IoU / IoU+CRF": f"{pct(row[f'{f} fg'])} / {num(row[f'{f} IoU'])} / {num(row[f'{f} IoU CRF'])}"
+                        for f in NCUT_FEATURES},
+                     "[CLS] / [FG] attention on object": f"{pct(row['[CLS] on object'])} / {pct(row['[FG] on object'])}"})
+    return pd.DataFrame(disp).set_index(""), pd.DataFrame(data)
+
+# %% ../nbs/18_reports.ipynb #c037h
+PAPER = {   # report entry → (the paper's number, what it shows, what makes its runs)
+    "main": ("Table 1", "main results: zero-shot heads, self-training baseline, microCLIP", 'make study EXPERIMENTS="zeroshot adapt"'),
+    "paper_table2_coarse_fine": ("Table 2", "coarse vs fine cues: [CLS] only, [FG] only, fused (second reading: the ρ axis)",
+                                 "make study EXPERIMENTS=adapt; make study EXPERIMENTS=ablations ABLATIONS=fusion_ratio"),
+    "paper_table3_soap": ("Table 3", "SOAP vs other queries and pooling", "make study EXPERIMENTS=ablations ABLATIONS=soap_query"),
+    "paper_table4_pseudo_labeler": ("Table 4", "pseudo-labeler: frozen prior only, dynamic only, DKA",
+                                    "make study EXPERIMENTS=ablations ABLATIONS=gamma"),
+    "paper_table5_classifier_init": ("Table 5", "two-headed classifier initialisation: learnable head × frozen head",
+                                     "make study EXPERIMENTS=ablations ABLATIONS=classifier_init"),
+    "table6": ("Table 6", "ViT-B/16: the main table's rows of backbone ViT-B-16 (rows are split by backbone and recipe)",
+               'make study EXPERIMENTS="zeroshot adapt" CONFIG=ours_vit_b_16_cupl_proto'),
+    "pseudo_labels": ("Figure 3", "pseudo-label accuracy of prior, dynamic head and DKA over training (figures on)",
+                      "make study EXPERIMENTS=adapt"),
+    "saliency": ("Figures 1, 4, 9", "NCut masks (Fig. 4), [CLS] vs [FG] attention (Figs. 1, 9)", SALIENCY_COMMAND),
+}
+OTHER_REPORTS = {   # files other commands write into reports/, listed in the index when present
+    "faithfulness.md": ("released training step vs ours on identical weights and views (per-quantity differences)",
+                        "make verify-release RELEASE=<clone of sathiiii/microCLIP>"),
+    "microworld/results.md": ("the microworld demo: zero-shot, adaptation, saliency scores per ncut_features", "make demo"),
+    "bench/summary.json": ("speed of the training step against the unavoidable encoder passes", "make bench"),
+}
+
+def paper_tables(runs: pd.DataFrame, out: Path) -> dict:
+    "The paper's Tables 2–5 from the run folders, each file named after its number; {name: [paths]}."
+    made, cf = {}, coarse_fine_results(runs)
+    if len(cf): made["paper_table2_coarse_fine"] = write_table(
+        out, "paper_table2_coarse_fine", _rows_display(cf), cf, "Paper Table 2 — coarse vs fine cues: test top-1 (%) of microCLIP, "
+        "mean ± s.d. over seeds", "Test readout: the [CLS] logits, the [FG] logits and the fused logits of the same trained "
+        "model (`top1_cls`, `top1_fg`, `top1`). Trained with ρ: the fusion_ratio ablation's runs that train on [CLS] alone "
+        "(ρ = 1), [FG] alone (ρ = 0) or both (ρ = 0.5), each read out on what it trained on.\n\n" + main_legend(runs, cf))
+    for name, axis in (("paper_table3_soap", "soap_query"), ("paper_table4_pseudo_labeler", "gamma"),
+                       ("paper_table5_classifier_init", "classifier_init")):
+        ab = paper_ablation(runs, axis)
+        if len(ab): made[name] = write_table(
+            out, name, ablation_display(ab), ab, f"Paper {PAPER[name][0]} — {PAPER[name][1]}: test top-1 (%) of microCLIP, "
+            "mean ± s.d. over seeds", recipe_legend(zip(ab.base_recipe, ["training, ablated settings at their defaults"] * len(ab),
+                                                        ab.base_changes)))
+    return made
+
+def copy_saliency(found: list[dict], out: Path) -> dict:
+    "The saliency figures copied byte for byte into `figures/`, and the table of their numbers; {name: [paths]}."
+    import shutil
+    made = {}
+    for d in found:
+        name = f"saliency_{d['dataset_folder']}_{d['run_name']}"
+        p = Path(out) / "figures" / f"paper_figures_1_4_9_{d['dataset_folder']}_{d['run_name']}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(d["folder"] / d.get("figure", "saliency.png"), p)
+        made[name] = [p]
+    if found:
+        disp, data = saliency_summary(found)
+        made["paper_figures_1_4_9_saliency"] = write_table(
+            out, "paper_figures_1_4_9_saliency", disp, data, "Paper Figures 1, 4, 9 — the numbers beside the saliency figures "
+            "(means over each figure's images)", "fg: share of patch tokens in the NCut foreground; IoU: with the true object "
+            "(datasets with masks/ only), after dense-CRF refinement in the third number; on object: share of the attention "
+            f"on object pixels. Made by `{SALIENCY_COMMAND}`; each figure's JSON has its exact command.")
+    return made
 
 # %% ../nbs/18_reports.ipynb #c040
 def write_inventory(runs: pd.DataFrame, out: Path) -> Path:
@@ -384,7 +498,7 @@ def main_legend(runs: pd.DataFrame, res: pd.DataFrame) -> str:
     return recipe_legend((r, k, c) for r, k, c in zip(fin.recipe, kind, fin.changes) if r in set(res.recipe))
 
 # %% ../nbs/18_reports.ipynb #c041
-def make_report(runs_root=None, out=None, figures: bool = True, saliency_images: int = 4) -> dict:
+def make_report(runs_root=None, out=None, figures: bool = True) -> dict:
     "Write all tables, figures and the index from the run folders; returns {name: [paths]}."
     out = Path(out) if out else reports_dir()
     runs = load_runs(runs_root)
@@ -398,46 +512,84 @@ def make_report(runs_root=None, out=None, figures: bool = True, saliency_images:
         if len(ab): made[f"ablation_{axis}"] = write_table(
             out, f"ablation_{axis}", ablation_display(ab), ab, f"Ablation of {axis}: test top-1 (%) of microCLIP, mean ± s.d. over seeds",
             recipe_legend(zip(ab.base_recipe, ["training, ablated settings at their defaults"] * len(ab), ab.base_changes)))
+    made.update(paper_tables(runs, out))
+    found, left = collect_saliency(runs, runs_root)
     if figures:
         em, fd = epoch_metrics(runs), out / "figures"
         for name, p in [("pseudo_labels", fig_pseudo_labels(em, fd / "pseudo_label_accuracy.png")),
                         ("test_top1", fig_test_top1(em, fd / "test_top1.png")), ("gamma", fig_gamma(runs, fd / "gamma_sensitivity.png"))]:
             if p: made[name] = [p]
-        fin = runs[(runs.status == "finished") & (runs.method == "microclip") & runs.experiments.str.contains("adapt")] if len(runs) else runs
-        fin = fin[[(Path(p) / "checkpoint.pt").exists() and c.get("targets", "pseudo") == "pseudo"   # the method's own runs
-                   for p, c in zip(fin.path, fin.config)]] if len(fin) else fin
-        for r in fin.sort_values(["dataset", "seed", "run"]).groupby("dataset").head(1).itertuples() if len(fin) else []:
-            made[f"saliency_{r.dataset}"] = [fig_saliency(r.path, fd / f"saliency_{r.dataset}.png", saliency_images)]
-    write_text(out / "README.md", report_index(made, out, runs))
+        made.update(copy_saliency(found, out))
+    write_text(out / "README.md", report_index(made, out, runs, found, left))
     return made
 
 # %% ../nbs/18_reports.ipynb #c042
 DESCRIPTIONS = {
     "inventory": "Every run folder: status (finished / stale, with the reason / failed / unfinished / unreadable), error, metrics, versions, device, commit",
-    "main": "Main results: test top-1 per dataset and method, mean ± s.d. over seeds, with published reference rows",
-    "pseudo_labels": "Pseudo-label accuracy of the frozen prior, the dynamic head and DKA over epochs",
+    "main": "Main results (paper Table 1): test top-1 per dataset and method, mean ± s.d. over seeds, with published reference rows",
+    "pseudo_labels": "Paper Figure 3: pseudo-label accuracy of the frozen prior, the dynamic head and DKA over epochs",
     "test_top1": "Test top-1 over epochs for each method",
     "gamma": "γ sensitivity: final test top-1 vs the DKA weight γ",
+    "paper_table2_coarse_fine": "Paper Table 2: coarse vs fine cues ([CLS] only / [FG] only / fused)",
+    "paper_table3_soap": "Paper Table 3: SOAP vs other queries and pooling",
+    "paper_table4_pseudo_labeler": "Paper Table 4: pseudo-labeler (frozen prior only / dynamic only / DKA)",
+    "paper_table5_classifier_init": "Paper Table 5: two-headed classifier initialisation (learnable head × frozen head)",
+    "paper_figures_1_4_9_saliency": "Paper Figures 1, 4, 9: the numbers beside the saliency figures",
 }
 
-def report_index(made: dict, out: Path, runs: pd.DataFrame) -> str:
-    "reports/README.md: one line per table and figure with its files and the command that regenerates it."
+def _describe(name: str) -> str:
+    if name in DESCRIPTIONS: return DESCRIPTIONS[name]
+    if name.startswith("ablation_"):
+        axis = name[9:]
+        return f"Ablation table: {axis}" + (f" (read as paper {PAPER_AXES[axis]})" if axis in PAPER_AXES else "")
+    return f"Paper Figures 1, 4, 9: NCut masks per ncut_features before/after CRF (Fig. 4), [CLS] vs [FG] attention (Figs. 1, 9): {name[9:]}"
+
+def _links(out: Path, paths) -> str:
+    rel = [Path(p).relative_to(out).as_posix() for p in paths]
+    return ", ".join(f"[{r}]({r})" for r in rel)
+
+def paper_index(made: dict, out: Path, runs: pd.DataFrame, found=(), left=()) -> list[str]:
+    "The index's map from the paper's tables and figures to our files and the commands that make their runs."
+    lines = ["## The paper's tables and figures", "",
+             "Every file below is rewritten from the run folders by `make report`; the last column says what makes the runs "
+             "(or, for Figures 1, 4 and 9, the figure) it reads.", "", "| paper | what | here | made by |", "|---|---|---|---|"]
+    fin = runs[runs.status == "finished"] if len(runs) else runs
+    md = lambda n: [p for p in made.get(n, []) if Path(p).suffix == ".md"] or made.get(n, [])
+    for key, (num, what, cmd) in PAPER.items():
+        if key == "saliency":
+            here = _links(out, [p for n, ps in made.items() if n.startswith("saliency_") for p in ps])
+            cmds = sorted({d.get("command") or SALIENCY_COMMAND for d in found})
+            mc = _method_runs(fin)
+            if len(mc) and mc.experiments.str.contains("adapt").any(): mc = mc[mc.experiments.str.contains("adapt")]
+            example = f"`microclip saliency --ckpt-path runs/{mc.run.iloc[0]}`, then `make report`" if len(mc) else f"`{cmd}`"
+            lines.append(f"| {num} | {what} | {here or 'not yet: no saliency figure in any run folder'} | "
+                         f"{', '.join(f'`{c}`' for c in cmds) or example} |")
+            continue
+        src = "main" if key == "table6" else key
+        ok = src in made and (key != "table6" or (fin.backbone == "ViT-B-16").any())
+        lines.append(f"| {num} | {what} | {_links(out, md(src)) if ok else 'not yet: no finished runs for it'} | "
+                     + "; ".join(f"`{c}`" for c in cmd.split("; ")) + " |")
+    if left: lines += ["", f"Saliency figures left out ({len(left)}):", "", *[f"- {l}" for l in left]]
+    other = [(f, w, c) for f, (w, c) in OTHER_REPORTS.items()]
+    lines += ["", "## Written by other commands", "", "| file | what | regenerate |", "|---|---|---|"]
+    lines += [f"| {f'[{f}]({f})' if (out / f).exists() else f'{f} (not yet)'} | {w} | `{c}` |" for f, w, c in other]
+    return lines
+
+def report_index(made: dict, out: Path, runs: pd.DataFrame, found=(), left=()) -> str:
+    "reports/README.md: the paper's numbers mapped to our files, then one line per table and figure with its command."
     n = runs.status.value_counts().to_dict() if len(runs) else {}
     lines = ["# Reports", "", "Everything here is derived from the run folders by `microclip.reports.make_report`; do not edit by hand.",
              "", "Regenerate all of it (seconds): `make report` (= `microclip report`). Produce or extend the runs: "
              "`make study DATASETS=... SEEDS=...` (see `nbs/17_study.ipynb`).", "",
              "Runs read: " + (", ".join(f"{v} {k}" for k, v in sorted(n.items())) or "none yet") +
-             " (only finished runs enter tables and figures).", "",
-             "| what | files | regenerate |", "|---|---|---|"]
+             " (only finished runs enter tables and figures).", "", *paper_index(made, out, runs, found, left), "",
+             "## Every table and figure", "", "| what | files | regenerate |", "|---|---|---|"]
     figs = []
     for name, paths in made.items():
-        desc = DESCRIPTIONS.get(name) or (f"Ablation table: {name[9:]}" if name.startswith("ablation_") else
-                                          f"NCut mask before/after CRF, [CLS] vs [FG] attention on test images of {name[9:]}")
-        rel = [Path(p).relative_to(out).as_posix() for p in paths]
-        lines.append(f"| {desc} | {', '.join(f'[{r}]({r})' for r in rel)} | `make report` |")
-        figs += [f"### {desc}\n\n![{desc}]({r})\n" for r in rel if r.endswith(".png")]
-    tables = [f"### {DESCRIPTIONS.get(n) or 'Ablation table: ' + n[9:]}\n\n" + Path(ps[1]).read_text().split("\n", 2)[2]
-              for n, ps in made.items() if len(ps) == 3]                       # the Markdown file of each table
+        desc = _describe(name)
+        lines.append(f"| {desc} | {_links(out, paths)} | `make report` |")
+        figs += [f"### {desc}\n\n![{desc}]({r})\n" for r in (Path(p).relative_to(out).as_posix() for p in paths) if r.endswith(".png")]
+    tables = [f"### {_describe(n)}\n\n" + Path(ps[1]).read_text().split("\n", 2)[2] for n, ps in made.items() if len(ps) == 3]
     return "\n".join(lines + ["", "## Tables", ""] + tables + ["## Figures", ""] + figs)
 
 # %% ../nbs/18_reports.ipynb #c044

@@ -90,3 +90,55 @@ def test_upper_bound_runs_are_their_own_rows_and_curves(runs, tmp_path):
     make_report(runs, tmp_path / "rep", figures=False)
     md = (tmp_path / "rep" / "tables" / "main.md").read_text()
     assert "91.00 ± 1.00" in md and "76.00 ± 1.00" in md and "targets=labels" in md
+
+
+def test_paper_tables_and_their_index(runs, tmp_path):
+    # Tables 2 and 4 come from the fixture's runs (default runs and the γ axis); Tables 3 and 5 have no runs yet,
+    # so the index names the command that makes them instead of a file
+    out = tmp_path / "rep"
+    made = make_report(runs, out, figures=False)
+    assert {"paper_table2_coarse_fine", "paper_table4_pseudo_labeler"} <= set(made)
+    assert not {"paper_table3_soap", "paper_table5_classifier_init"} & set(made)
+    t2 = (out / "tables" / "paper_table2_coarse_fine.md").read_text()
+    assert t2.startswith("**Paper Table 2")
+    assert "| [CLS] only (coarse) · test readout of the default model | 75.00 ± 1.00 | 75.00 ± 1.00 | 75.00 |" in t2   # top1 − 1
+    assert "| [FG] only (fine) · test readout of the default model | 74.00 ± 1.00 | 74.00 ± 1.00 | 74.00 |" in t2       # top1 − 2
+    t4 = (out / "tables" / "paper_table4_pseudo_labeler.md").read_text()
+    rows = [l for l in t4.splitlines() if l.startswith("| ") and "±" in l]
+    assert [r.split(" (")[0] for r in rows] == ["| frozen prior only", "| dynamic only", "| DKA: both, γ = 0.5"], rows
+    assert "71.00 ± 1.00" in rows[0] and "61.00 ± 1.00" in rows[1] and "76.00 ± 1.00" in rows[2] and "released default" in rows[2]
+    index = (out / "README.md").read_text()
+    for num in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Figure 3", "Figures 1, 4, 9"):
+        assert f"| {num} |" in index, num
+    assert "[tables/paper_table2_coarse_fine.md](tables/paper_table2_coarse_fine.md)" in index
+    assert "`make study EXPERIMENTS=ablations ABLATIONS=soap_query`" in index
+    assert "`microclip saliency --ckpt-path runs/dtd/microclip-s0`, then `make report`" in index   # no figure yet: how to make one
+    assert "faithfulness.md" in index and "make verify-release" in index
+
+
+def test_saliency_figures_are_copied_from_run_folders_never_drawn(runs, tmp_path):
+    from PIL import Image
+    from microclip.core import sha256
+    def figure(run, drawn_from: bytes):
+        (run / "saliency").mkdir()
+        Image.new("RGB", (8, 8), (0, 128, 255)).save(run / "saliency" / "saliency.png")
+        (tmp_path / "ck").write_bytes(drawn_from)
+        summary = {"masks": {"values": {"fg_fraction": 0.9, "iou_object": 0.25}}, "cls_attention": {"object_share": 0.3},
+                   "fg_attention": {"object_share": 0.6}}
+        (run / "saliency" / "saliency.json").write_text(json.dumps(
+            {"figure": "saliency.png", "checkpoint_sha256": sha256(tmp_path / "ck"), "n_images": 8, "model": f"run {run.name}",
+             "command": f"microclip saliency --ckpt-path {run} -n 8", "summary": summary}))
+    for ds in ("flowers", "dtd"): (runs / ds / "microclip-s0" / "checkpoint.pt").write_bytes(b"not a checkpoint")  # never loaded
+    figure(runs / "flowers" / "microclip-s0", b"not a checkpoint")
+    figure(runs / "dtd" / "microclip-s0", b"an earlier checkpoint")
+    out = tmp_path / "rep"
+    made = make_report(runs, out, figures=True)
+    fig = out / "figures" / "paper_figures_1_4_9_flowers_microclip-s0.png"
+    assert fig.read_bytes() == (runs / "flowers" / "microclip-s0" / "saliency" / "saliency.png").read_bytes()
+    assert not (out / "figures" / "paper_figures_1_4_9_dtd_microclip-s0.png").exists()
+    index = (out / "README.md").read_text()
+    assert f"`microclip saliency --ckpt-path {runs / 'flowers' / 'microclip-s0'} -n 8`" in index
+    assert "dtd/microclip-s0/saliency: drawn from an earlier checkpoint" in index
+    numbers = (out / "tables" / "paper_figures_1_4_9_saliency.md").read_text()
+    assert "90% / 0.25 / —" in numbers and "30% / 60%" in numbers
+    assert "paper_figures_1_4_9_saliency" in made
