@@ -66,12 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--run-dir", default=None, help="pretraining runs folder (default: data/pretrain-runs/microclip-tiny)")
     b = sub.add_parser("bench", help="time the training step, its parts, the loader and peak memory → reports/bench")
     b.add_argument("--backbone", default="ViT-B-32", help="open_clip model name (random weights)")
-    b.add_argument("--batch", type=int, default=16)
+    b.add_argument("--batch", type=int, default=None, help="images per step (default 16; 64 with --gpu)")
     b.add_argument("--image-size", type=int, default=None, help="input resolution (default: the backbone's)")
     b.add_argument("--steps", type=int, default=3, help="timed rounds (step + reference passes each)")
     b.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     b.add_argument("--workers", type=int, default=None, help="loader workers (default: the config default)")
     b.add_argument("--out", default=None, help="output folder (default: reports/bench)")
+    b.add_argument("--amp", choices=("off", "bf16"), default=None, help="autocast of the step (default off; bf16 with --gpu)")
+    b.add_argument("--compile", action="store_true", default=None, help="torch.compile the transformer blocks")
+    b.add_argument("--gpu", action="store_true", help="the GPU preset: batch 64, amp bf16, compile")
     _add_common(b)
     from microclip.study import add_study_args
     from microclip.reports import add_report_args
@@ -193,10 +196,12 @@ def cmd_pretrain(a) -> str:
 
 def cmd_bench(a) -> dict:
     from microclip.bench import run_bench
-    r = run_bench(a.backbone, a.batch, a.image_size, a.device or "auto", steps=a.steps, warmup=a.warmup,
-                  workers=a.workers, out=a.out)
-    keys = ("backbone", "batch", "device", "step_images_per_s", "overhead_ratio", "overhead_ratio_cpu",
-            "loader_ratio", "peak_memory_mb")
+    pick = lambda v, cpu, gpu: v if v is not None else (gpu if a.gpu else cpu)   # explicit options win over --gpu
+    r = run_bench(a.backbone, pick(a.batch, 16, 64), a.image_size, a.device or "auto", steps=a.steps, warmup=a.warmup,
+                  workers=a.workers, out=a.out, amp=pick(a.amp, "off", "bf16"), compile=pick(a.compile, False, True))
+    keys = ("backbone", "batch", "device_name", "amp", "compile", "step_images_per_s", "overhead_ratio", "overhead_ratio_cpu",
+            "achieved_flops_per_s", "fraction_of_peak", "loader_ratio", "loader_cpu_ms_per_image",
+            "loader_cpu_ms_per_image_device_views", "step_images_per_s_device_views", "loader_ratio_device_views", "peak_memory_mb")
     return {k: r[k] for k in keys}
 
 def cmd_study(a) -> str:

@@ -185,6 +185,9 @@ class Config:
                                        # "fp16" (released --amp: student under fp16 autocast, gradient scaler,
                                        # gradient-norm clipping at 1.0)
     compile: bool = False              # torch.compile every transformer block (GPU users)
+    views_on: str = "cpu"              # where training views are made: "cpu" (PIL in the data workers, exact
+                                       # reproduction) or "device" (workers decode; batched torch ops where the model
+                                       # runs make the same views, to one grey level: GPU users)
 
 # %% ../nbs/00_core.ipynb #c019
 CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "linear"),
@@ -193,6 +196,7 @@ CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "li
                null_token=("zero", "learnable"), head_init=("cupl", "hcrafted"), frozen_head=("llm", "mean", "hcrafted"),
                hand_norm=("per_template", "frobenius"), eval_crop=("center", "random"), amp=("off", "bf16", "fp16"),
                targets=("pseudo", "labels"), strong_view=("released", "crop", "weak"), randaug_fill=("black", "mean"),
+               views_on=("cpu", "device"),
                prompt_names=("spaced", "raw"), long_descriptions=("truncate", "error"), labels_loss=("ce", "ce_fair"),
                eval_fusion=("released", "train"), ncut_features=("values", "values_normalized", "keys"))
 UNIT_INTERVAL = ("fusion_ratio", "gamma", "crop_scale_min", "crop_scale_max")
@@ -297,7 +301,7 @@ def load_config(name_or_file: str | None = None, overrides: dict | None = None) 
 # (an option whose default is not that value gives every run a new folder: the default changed what runs compute)
 LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo", "strong_view": "released", "randaug_fill": "mean",
                 "prompt_names": "raw", "long_descriptions": "truncate", "labels_loss": "ce_fair", "eval_fusion": "train",
-                "ncut_features": "values", "frozen_head": "llm"}
+                "ncut_features": "values", "views_on": "cpu", "frozen_head": "llm"}
 
 def config_hash(cfg: Config, ignore=("device", "workers")) -> str:
     "Short content hash of the settings that change results (device and worker count do not)."

@@ -25,7 +25,7 @@ from .evaluate import collect_features, score, zero_shot
 from .losses import RunningMarginal, self_training_loss
 from .model import MicroCLIP, build_heads, build_model
 from .saliency import DEGENERATE_DENSITY, ncut_diagnostics
-from .views import SeededSamples, TrainViews, eval_transform, normalize_views
+from .views import DeviceViews, SeededSamples, TrainViews, collate_views, eval_transform, make_views, normalize_views
 
 # %% auto #0
 __all__ = ['CONTENT_FILE', 'LOCK_ENV', 'RUN_FILES', 'cosine_lr', 'Inputs', 'per_class_subset', 'ignored_files', 'prepare',
@@ -33,7 +33,7 @@ __all__ = ['CONTENT_FILE', 'LOCK_ENV', 'RUN_FILES', 'cosine_lr', 'Inputs', 'per_
            'input_changes', 'run_hash', 'run_name', 'dataset_folder', 'default_run_dir', 'environment', 'RunLocked',
            'take_run_lock', 'run_lock', 'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'trainable_state',
            'load_trainable', 'Dist', 'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients',
-           'token_stats', 'train_step', 'compile_blocks', 'train', 'param_groups', 'load_model']
+           'token_stats', 'train_step', 'compile_blocks', 'train_views', 'train', 'param_groups', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -408,9 +408,10 @@ def _autocast(cfg: Config, device, student: bool = True):
 def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Config, gamma: float, device,
                dist: Dist = Dist(), share: float = 1.0, scaler: torch.amp.GradScaler | None = None) -> dict:
     "One self-training step on uint8 views; returns scalars for logging (pseudo-label accuracies use the true labels)."
-    (weak, strong, crops), labels, _ = batch
+    views, labels, _ = batch
     bb = model.backbone
-    weak, strong, crops = (normalize_views(t.to(device, non_blocking=True), bb.mean, bb.std) for t in (weak, strong, crops))
+    if isinstance(views, dict): views = make_views(views, bb.image_size, device)   # views_on="device": made here, batched
+    weak, strong, crops = (normalize_views(t.to(device, non_blocking=True), bb.mean, bb.std) for t in views)
     labels = labels.to(device, non_blocking=True)
     model.train()
     with _autocast(cfg, device, student=False):
@@ -449,8 +450,9 @@ def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Con
 # %% ../nbs/11_train.ipynb #c031
 def _loader(ds, cfg: Config, device, batch_sampler=None, batch_size: int | None = None, seed: int = 0) -> DataLoader:
     kw = dict(batch_sampler=batch_sampler) if batch_sampler is not None else dict(batch_size=batch_size, shuffle=False)
+    collate = collate_views if isinstance(getattr(ds, "transform", None), DeviceViews) else None   # views_on="device"
     return DataLoader(ds, num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False,
-                      generator=torch.Generator().manual_seed(seed), **kw)
+                      generator=torch.Generator().manual_seed(seed), collate_fn=collate, **kw)
 
 def _mean(rows: list, key: str):
     vals = [r[key] for r in rows if key in r]
@@ -476,6 +478,12 @@ def compile_blocks(model: MicroCLIP, backend: str = "inductor") -> MicroCLIP:
     for blk in model.backbone.clip.visual.transformer.resblocks: blk.compile(backend=backend, dynamic=None)
     return model
 
+def train_views(cfg: Config, bb: Backbone):
+    "The training set's transform: PIL views in the workers (`views_on='cpu'`), or decode + draws for `make_views`."
+    n_crops, scale = cfg.n_crops if cfg.method == "microclip" else 0, (cfg.crop_scale_min, cfg.crop_scale_max)
+    if cfg.views_on == "device": return DeviceViews(bb.image_size, bb.mean, n_crops, scale, cfg.strong_view, cfg.randaug_fill)
+    return TrainViews(bb.image_size, bb.mean, bb.std, n_crops, scale, cfg.strong_view, cfg.randaug_fill)
+
 def _setup(cfg: Config, inputs: Inputs, device):
     "Backbone, heads and model for a run, with the datasets' transforms attached."
     set_seed(cfg.seed)
@@ -484,9 +492,7 @@ def _setup(cfg: Config, inputs: Inputs, device):
                         cfg.long_descriptions)
     model = build_model(bb, heads, cfg).to(device)
     if cfg.compile: compile_blocks(model)
-    n_crops = cfg.n_crops if cfg.method == "microclip" else 0
-    inputs.train.transform = TrainViews(bb.image_size, bb.mean, bb.std, n_crops, (cfg.crop_scale_min, cfg.crop_scale_max),
-                                        cfg.strong_view, cfg.randaug_fill)
+    inputs.train.transform = train_views(cfg, bb)
     inputs.test.transform = eval_transform(bb.image_size, bb.mean, bb.std, cfg.eval_crop)
     return model, heads
 
