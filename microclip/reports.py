@@ -412,7 +412,8 @@ def saliency_summary(found: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         data.append(row)
         pct = lambda v: "—" if v is None else f"{100 * v:.0f}%"
         num = lambda v: "—" if v is None else f"{v:.2f}"
-        disp.append({"": f"{row['figure']} ({row['model']}, {row['images']} images)",
+        kind = "zero-shot" if str(row["model"]).startswith("zero-shot") else "trained"
+        disp.append({"": f"{row['figure']} ({kind}, {row['images']} images)",
                      **{f"NCut on {f}: fg / IoU / IoU+CRF": f"{pct(row[f'{f} fg'])} / {num(row[f'{f} IoU'])} / {num(row[f'{f} IoU CRF'])}"
                         for f in NCUT_FEATURES},
                      "[CLS] / [FG] attention on object": f"{pct(row['[CLS] on object'])} / {pct(row['[FG] on object'])}"})
@@ -430,8 +431,7 @@ PAPER = {   # report entry → (the paper's number, what it shows, what makes it
                                      "make study EXPERIMENTS=ablations ABLATIONS=classifier_init"),
     "table6": ("Table 6", "ViT-B/16: the main table's rows of backbone ViT-B-16 (rows are split by backbone and recipe)",
                'make study EXPERIMENTS="zeroshot adapt" CONFIG=ours_vit_b_16_cupl_proto'),
-    "pseudo_labels": ("Figure 3", "pseudo-label accuracy of prior, dynamic head and DKA over training (figures on)",
-                      "make study EXPERIMENTS=adapt"),
+    "pseudo_labels": ("Figure 3", "pseudo-label accuracy of prior, dynamic head and DKA over training", "make study EXPERIMENTS=adapt"),
     "saliency": ("Figures 1, 4, 9", "NCut masks (Fig. 4), [CLS] vs [FG] attention (Figs. 1, 9)", SALIENCY_COMMAND),
 }
 OTHER_REPORTS = {   # files other commands write into reports/, listed in the index when present
@@ -567,7 +567,8 @@ def paper_index(made: dict, out: Path, runs: pd.DataFrame, found=(), left=()) ->
             continue
         src = "main" if key == "table6" else key
         ok = src in made and (key != "table6" or (fin.backbone == "ViT-B-16").any())
-        lines.append(f"| {num} | {what} | {_links(out, md(src)) if ok else 'not yet: no finished runs for it'} | "
+        miss = "not yet: no finished runs for it" + (" (or `--no-figures`)" if key == "pseudo_labels" else "")
+        lines.append(f"| {num} | {what} | {_links(out, md(src)) if ok else miss} | "
                      + "; ".join(f"`{c}`" for c in cmd.split("; ")) + " |")
     if left: lines += ["", f"Saliency figures left out ({len(left)}):", "", *[f"- {l}" for l in left]]
     other = [(f, w, c) for f, (w, c) in OTHER_REPORTS.items()]

@@ -227,7 +227,7 @@ def saliency_figure(records: list[dict], pixels: list[dict], grid, path, title: 
     import matplotlib.pyplot as plt, seaborn as sns
     sns.set_theme(style="white", font_scale=0.8)
     fig, axes = plt.subplots(len(records), len(FIGURE_COLUMNS), figsize=(1.45 * len(FIGURE_COLUMNS), 1.6 * len(records)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")       # room for the title above the column titles
     for row, rec, pix in zip(axes, records, pixels):
         img = pix["image"].astype(np.float32) / 255
         dim = lambda m: img * (0.25 + 0.75 * m[..., None])              # foreground bright, background dimmed
@@ -249,7 +249,6 @@ def saliency_figure(records: list[dict], pixels: list[dict], grid, path, title: 
         row[0].set_ylabel(rec["class"][:22], fontsize=7)
     for ax, name in zip(axes[0], FIGURE_COLUMNS): ax.set_title(name, fontsize=7)
     fig.suptitle(textwrap.fill(title, 24 * len(FIGURE_COLUMNS)), fontsize=8)
-    fig.tight_layout()
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
