@@ -59,7 +59,7 @@ def read_image(path) -> Image.Image:
 class ImageList(Dataset):
     "A labelled list of image files: `(image, label, index)` per item, with corrupt-file handling."
     def __init__(self, samples, classes, transform=None, skip_corrupt: bool = False, name: str = "dataset"):
-        self.samples = [(Path(p), int(y)) for p, y in samples]
+        self.samples = [(p if isinstance(p, Path) else Path(p), int(y)) for p, y in samples]   # no re-parse: 100k paths
         self.classes, self.transform, self.skip_corrupt, self.name = list(classes), transform, skip_corrupt, name
         self.skipped: list[Path] = []
         bad = [y for _, y in self.samples if not 0 <= y < len(self.classes)]

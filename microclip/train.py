@@ -135,15 +135,16 @@ def dataset_fingerprint(cfg: Config) -> dict | None:
         key, state = (cfg.dataset, str(cfg.data_root), str(desc)), _folder_state(root, [desc])
     except (MicroclipError, OSError): return None                # no dataset here: nothing to fingerprint
     if _CONTENT_CACHE.get(key, (None,))[0] == state: return _CONTENT_CACHE[key][1]   # scanned once per folder state
-    try: splits, templates = [load_split(cfg.dataset, s, root=cfg.data_root) for s in spec.splits], spec.get_templates(cfg.data_root)
-    except MicroclipError: return None                           # an unreadable dataset is reported when a run starts
-    files = []
-    for ds in splits:
-        for p, y in ds.samples:
-            try: st = p.stat(); files.append((os.path.relpath(p, root), y, st.st_size, st.st_mtime_ns))
-            except OSError: files.append((os.path.relpath(p, root), y, -1, -1))
+    try: splits, templates = [spec.load(root, s, spec) for s in spec.splits], spec.get_templates(cfg.data_root)
+    except (MicroclipError, OSError): return None                # an unreadable dataset is reported when a run starts
+    files, cut = [], len(str(root)) + 1                          # paths relative to the root, without os.path.relpath
+    for samples, _ in splits:
+        for p, y in samples:
+            s = str(p); rel = s[cut:] if s.startswith(str(root)) else s
+            try: st = os.stat(s); files.append((rel, y, st.st_size, st.st_mtime_ns))
+            except OSError: files.append((rel, y, -1, -1))
     d = Path(desc)
-    parts = {"classes": _digest(splits[0].classes), "templates": _digest(templates), "images": _digest(files),
+    parts = {"classes": _digest(splits[0][1]), "templates": _digest(templates), "images": _digest(files),
              "n_images": len(files), "descriptions": _file_digest(str(d.resolve()), d.stat().st_size, d.stat().st_mtime_ns)
              if d.is_file() else None}
     _CONTENT_CACHE[key] = (state, parts)

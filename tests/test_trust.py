@@ -29,7 +29,7 @@ def runs(tmp_path, monkeypatch):
 
 # --- 1. a run's identity covers the dataset's content --------------------------------------------------------------
 
-def test_edited_descriptions_or_image_give_a_new_run_and_the_old_one_is_stale(tmp_path, runs):
+def test_edited_descriptions_or_image_give_a_new_run_and_the_old_one_is_stale(tmp_path, runs, capsys):
     from microclip.reports import load_runs
     data = make_folder(tmp_path / "data")
     cfg = cfg_of(data)
@@ -42,6 +42,8 @@ def test_edited_descriptions_or_image_give_a_new_run_and_the_old_one_is_stale(tm
     assert default_run_dir(cfg) != first                       # a new folder: the old final.json is not returned
     df = load_runs(runs)
     assert df.status.tolist() == ["stale"] and df.stale_reason[0] == "descriptions changed", df.stale_reason[0]
+    assert main(["report", "--runs", str(runs), "--out", str(tmp_path / "reports"), "--no-figures"]) == 0
+    assert f"stale: data/{first.name}: descriptions changed" in capsys.readouterr().out      # `make report` says why
     second = default_run_dir(cfg)
     img = data / "train" / "elm owl" / "1.png"                  # one image edited in place (same name, same folder)
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
