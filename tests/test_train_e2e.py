@@ -6,6 +6,7 @@ import torch
 
 from microclip.cli import main
 from microclip.core import load_config
+from microclip.saliency import DEGENERATE_DENSITY
 from microclip.train import train
 
 from conftest import COLOUR_CLASSES as CLASSES
@@ -23,7 +24,11 @@ def test_train_evaluate_predict(folder, tmp_path, capsys):
     assert set(rows[0]["zeroshot"]) == {"hand-crafted", "description mean", "frozen LLM head"}
     assert {"pl_acc_dka", "pl_acc_prior", "pl_acc_dynamic", "loss", "top1"} <= set(rows[1])
     assert 0 <= final["top1"] <= 100 and len(final["per_class"]) == 3
-    capsys.readouterr()
+    # every epoch logs the [CLS]/[FG] readouts and the cut's diagnostics; final.json says whether the cut degenerated
+    assert {"train_acc_cls", "train_acc_fg", "fg_target_agree", "ncut_density", "ncut_distinct", "soap_entropy"} <= set(rows[1])
+    assert final["ncut_degenerate"] == (rows[-1]["ncut_density"] >= DEGENERATE_DENSITY)
+    degenerate_epochs = [r["ncut_density"] >= DEGENERATE_DENSITY for r in rows[1:]]
+    assert ("NCut graph is complete" in capsys.readouterr().out) == any(degenerate_epochs)   # said in the log
     assert main(["evaluate", "--dataset", str(folder), "--ckpt-path", str(run / "checkpoint.pt")]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["top1"] == pytest.approx(final["top1"])   # the checkpoint alone reproduces the final score
