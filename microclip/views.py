@@ -102,7 +102,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 def seeded_rngs(seed: int):
     "Seed Python's, NumPy's and torch's CPU RNGs inside the block; restore their states on exit."
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed); np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)         # the CPU generator only: torch.manual_seed costs ~0.3 ms more
     try: yield
     finally:
         random.setstate(states[0]); np.random.set_state(states[1]); torch.set_rng_state(states[2])
@@ -200,7 +201,7 @@ class DeviceViews:
             i, j, th, tw = _rrc_box(h, w)
             strong = [i, j, th, tw, S, S, 0, 0, int(torch.rand(1) < 0.5)]   # RandomResizedCrop, then the flip
             if self.strong_kind == "released": ra = ra_draw()
-        return {"image": torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1),          # (3, h, w) uint8
+        return {"image": torch.from_numpy(np.array(img)).permute(2, 0, 1),                    # (3, h, w) uint8
                 "views": torch.tensor([weak, strong] + crops, dtype=torch.int64),            # (2+K, 9) boxes
                 "ra": torch.tensor(ra + [[-1., 0.]] * (2 - len(ra)), dtype=torch.float64),   # (2, 2) ops
                 "fill": torch.tensor(self.fill_rgb)}
