@@ -114,11 +114,11 @@ def cmd_evaluate(a) -> dict:
 # %% ../nbs/12_cli.ipynb #c008
 class _Files(torch.utils.data.Dataset):
     "Image files for `predict`: (tensor or None, index, error) — an unreadable file is reported, not fatal."
-    def __init__(self, paths, transform): self.paths, self.transform = list(paths), transform
+    def __init__(self, paths, transform, exif: bool = False): self.paths, self.transform, self.exif = list(paths), transform, exif
     def __len__(self): return len(self.paths)
     def __getitem__(self, i):
         from microclip.datasets import read_image
-        try: return self.transform(read_image(self.paths[i])), i, None
+        try: return self.transform(read_image(self.paths[i], self.exif)), i, None
         except MicroclipError as e: return None, i, str(e)
 
 def _collate(items):
@@ -143,7 +143,7 @@ def cmd_predict(a) -> str:
     if a.top_k < 1: raise MicroclipError(f"--top-k must be at least 1, got {a.top_k}")
     model, ck = load_model(a.ckpt_path, a.device or "auto")
     bb, dev, paths = model.backbone, next(model.parameters()).device, image_paths(a.images)
-    ds = _Files(paths, eval_transform(bb.image_size, bb.mean, bb.std, "center"))
+    ds = _Files(paths, eval_transform(bb.image_size, bb.mean, bb.std, "center"), model.cfg.exif_orientation == "apply")
     dl = torch.utils.data.DataLoader(ds, batch_size=a.batch_size or model.cfg.eval_batch_size, collate_fn=_collate,
                                      num_workers=model.cfg.workers if a.workers is None else a.workers)
     rows, failed, k = [], [], min(a.top_k, len(ck["classes"]))

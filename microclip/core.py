@@ -126,6 +126,8 @@ class Config:
     image_size: int | None = None      # input resolution; None = the backbone's native size
     workers: int = 2                   # DataLoader worker processes
     skip_corrupt: bool = False         # skip (and count) unreadable images instead of stopping
+    exif_orientation: str = "ignore"   # photos with an EXIF rotation tag: "ignore" (released: pixels as stored) or
+                                       # "apply" (turned upright, as a photo viewer shows them)
     max_per_class: int | None = None   # keep only the first N images of each class per split (smoke runs)
     check_images: bool = True          # decode every image once before training, so a corrupt file stops the run early
     # -- backbone
@@ -198,7 +200,8 @@ CHOICES = dict(method=("microclip", "baseline"), gamma_schedule=("constant", "li
                targets=("pseudo", "labels"), strong_view=("released", "crop", "weak"), randaug_fill=("black", "mean"),
                views_on=("cpu", "device"),
                prompt_names=("spaced", "raw"), long_descriptions=("truncate", "error"), labels_loss=("ce", "ce_fair"),
-               eval_fusion=("released", "train"), ncut_features=("values", "values_normalized", "keys"))
+               eval_fusion=("released", "train"), ncut_features=("values", "values_normalized", "keys"),
+               exif_orientation=("ignore", "apply"))
 UNIT_INTERVAL = ("fusion_ratio", "gamma", "crop_scale_min", "crop_scale_max")
 POSITIVE = ("n_crops", "epochs", "batch_size", "eval_batch_size", "lr", "crop_temperature")
 OPTIONAL_POSITIVE = ("max_per_class", "image_size")
@@ -301,7 +304,7 @@ def load_config(name_or_file: str | None = None, overrides: dict | None = None) 
 # (an option whose default is not that value gives every run a new folder: the default changed what runs compute)
 LATE_OPTIONS = {"soap_lr_scale": 1.0, "targets": "pseudo", "strong_view": "released", "randaug_fill": "mean",
                 "prompt_names": "raw", "long_descriptions": "truncate", "labels_loss": "ce_fair", "eval_fusion": "train",
-                "ncut_features": "values", "views_on": "cpu", "frozen_head": "llm"}
+                "ncut_features": "values", "exif_orientation": "ignore", "views_on": "cpu", "frozen_head": "llm"}
 
 def config_hash(cfg: Config, ignore=("device", "workers")) -> str:
     "Short content hash of the settings that change results (device and worker count do not)."

@@ -37,18 +37,18 @@ def _to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
         else: a, hi = a - lo, max(hi - lo, 1e-12)                    # any other range: stretch min..max
     return np.clip(np.nan_to_num(a) / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    "An RGB copy of `im`, upright per its EXIF orientation, whatever its mode (16-bit, float, palette, CMYK, alpha)."
-    if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)   # as a photo viewer shows it
+def to_rgb(im: Image.Image, exif: bool = False) -> Image.Image:
+    "An RGB copy of `im` whatever its mode (16-bit, float, palette, CMYK, alpha); upright per its EXIF tag if `exif`."
+    if exif and im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)   # as a photo viewer shows it
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         return Image.fromarray(np.repeat(_to_uint8(np.asarray(im), im.mode)[..., None], 3, axis=2))
     if im.mode == "P" and "transparency" in im.info: im = im.convert("RGBA")   # palette alpha: decoded, then dropped
     return im.convert("RGB")                                        # alpha is dropped, as CLIP's preprocessing does
 
-def read_image(path) -> Image.Image:
+def read_image(path, exif: bool = False) -> Image.Image:
     "Open `path` as an RGB PIL image, decoding it fully so that truncated, corrupt or oversized files fail here."
     try:
-        with Image.open(path) as im: return to_rgb(im)
+        with Image.open(path) as im: return to_rgb(im, exif)
     except Image.DecompressionBombError as e:
         raise MicroclipError(f"cannot read image {path}: too many pixels for PIL's decompression-bomb guard ({e}); "
                              "downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted") from None
@@ -58,10 +58,12 @@ def read_image(path) -> Image.Image:
 # %% ../nbs/08_datasets.ipynb #c008
 class ImageList(Dataset):
     "A labelled list of image files: `(image, label, index)` per item, with corrupt-file handling."
-    def __init__(self, samples, classes, transform=None, skip_corrupt: bool = False, name: str = "dataset"):
+    def __init__(self, samples, classes, transform=None, skip_corrupt: bool = False, name: str = "dataset",
+                 exif: bool = False):
         self.samples = [(p if isinstance(p, Path) else Path(p), int(y)) for p, y in samples]   # no re-parse: 100k paths
         self.classes, self.transform, self.skip_corrupt, self.name = list(classes), transform, skip_corrupt, name
         self.skipped: list[Path] = []
+        self.exif = exif                                  # turn EXIF-rotated photos upright (released: no)
         bad = [y for _, y in self.samples if not 0 <= y < len(self.classes)]
         if bad: raise MicroclipError(f"{name}: label {bad[0]} is out of range for {len(self.classes)} classes")
 
@@ -83,7 +85,7 @@ def __getitem__(self: ImageList, i: int):
     for k in range(n):
         j = (i + k) % n                                   # on a skip, fall through to the next sample
         path, label = self.samples[j]
-        try: img = read_image(path)
+        try: img = read_image(path, self.exif)
         except MicroclipError as e:
             if not self.skip_corrupt:
                 raise MicroclipError(f"{e} (sample {j} of {self.name}; "
@@ -97,7 +99,7 @@ def scan(self: ImageList, drop: bool | None = None) -> list[Path]:
     "Decode every image once; return the unreadable ones (and drop them if `drop`, default `skip_corrupt`)."
     bad = []
     for p, _ in self.samples:
-        try: read_image(p)
+        try: read_image(p, self.exif)
         except MicroclipError: bad.append(p)
     if bad and (self.skip_corrupt if drop is None else drop):
         for p in bad: self._skip(p)
@@ -215,7 +217,8 @@ def get_spec(name: str) -> DatasetSpec:
     check_choice("dataset", name, list_datasets())
 
 # %% ../nbs/08_datasets.ipynb #c025
-def load_split(name: str, split: str, root=None, transform=None, skip_corrupt: bool = False, **kw) -> ImageList:
+def load_split(name: str, split: str, root=None, transform=None, skip_corrupt: bool = False, exif: bool = False,
+               **kw) -> ImageList:
     "Split `split` (`'train'` or `'test'`) of dataset `name` as an `ImageList`."
     spec = get_spec(name)
     check_choice(f"split of {spec.name}", split, spec.splits)
@@ -225,7 +228,7 @@ def load_split(name: str, split: str, root=None, transform=None, skip_corrupt: b
                              f"pass a root, set MICROCLIP_DATA, or run `microclip data check {spec.name}`")
     samples, classes = spec.load(r, split, spec, **kw)
     if not samples: raise MicroclipError(f"{spec.title}: split {split!r} under {r} has no images")
-    return ImageList(samples, classes, transform, skip_corrupt, name=f"{spec.name}/{split}")
+    return ImageList(samples, classes, transform, skip_corrupt, name=f"{spec.name}/{split}", exif=exif)
 
 # %% ../nbs/08_datasets.ipynb #c027
 RESERVED_DIRS = ("train", "test", "masks")

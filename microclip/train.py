@@ -69,14 +69,15 @@ def ignored_files(*splits) -> list[Path]:
 def prepare(cfg: Config) -> Inputs:
     "Load and validate the dataset, class names, descriptions and templates named by `cfg` (`data check` runs this too)."
     spec = get_spec(cfg.dataset)
-    train = load_split(cfg.dataset, "train", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt)
-    test = load_split(cfg.dataset, "test", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt)
+    exif = cfg.exif_orientation == "apply"
+    train = load_split(cfg.dataset, "train", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt, exif=exif)
+    test = load_split(cfg.dataset, "test", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt, exif=exif)
     train, test = per_class_subset(train, cfg.max_per_class), per_class_subset(test, cfg.max_per_class)
     if cfg.check_images:
         for ds in (train, test):
             bad = ds.scan()                                      # drops them when skip_corrupt is set
             if bad and not cfg.skip_corrupt:
-                try: read_image(bad[0]); why = str(bad[0])
+                try: read_image(bad[0], exif); why = str(bad[0])
                 except MicroclipError as e: why = str(e).removeprefix("cannot read image ")
                 raise MicroclipError(f"{len(bad)} unreadable image(s) in {ds.name}, e.g. {why}; remove or replace "
                                      "them, or set skip_corrupt=true to skip and count them")
