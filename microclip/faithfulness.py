@@ -266,20 +266,20 @@ def run_our_step(clip: torch.nn.Module, w_llm: torch.Tensor, w_init: torch.Tenso
     opt = torch.optim.AdamW(param_groups(model, cfg))
     for gr in opt.param_groups: gr["lr"] = cosine_lr(0, epochs * steps_per_epoch, cfg.lr, cfg.lr_min) * gr["lr_scale"]
     before, rec = {n: _cpu(p) for n, p in model.named_parameters()}, {"enc": [], "pl": [], "logits": [], "crops": []}
-    encode, pseudo_label = model.encode, model.pseudo_label
+    encode, pseudo_label, logits = model.encode, model.pseudo_label, model.logits
     def enc(*a, **k): out = encode(*a, **k); rec["enc"].append([_cpu(t) for t in out]); return out
     def pl(*a, **k): out = pseudo_label(*a, **k); rec["pl"].append(_cpu(out["dka"])); return out
-    hooks = [model.register_forward_hook(lambda m, a, out: rec["logits"].append(_cpu(out))),
-             model.backbone.register_forward_hook(lambda m, a, kw, out: rec["crops"].append(_cpu(out.g))
+    def lg(*a, **k): out = logits(*a, **k); rec["logits"].append(_cpu(out)); return out   # the student's logits
+    hooks = [model.backbone.register_forward_hook(lambda m, a, kw, out: rec["crops"].append(_cpu(out.g))
                                                   if kw.get("patches") is False else None, with_kwargs=True)]
-    model.encode, model.pseudo_label = enc, pl                      # train_step calls these through the instance
+    model.encode, model.pseudo_label, model.logits = enc, pl, lg    # train_step calls these through the instance
     try:
         batch = ((views["weak"], views["strong"], views["crops"]), views["labels"], torch.arange(len(views["labels"])))
         stats = train_step(model, batch, opt, RunningMarginal(), cfg, cfg.gamma, torch.device("cpu"))
     finally:
         for h in hooks: h.remove()
-        del model.encode, model.pseudo_label
-    (wg, wf, wm, wa, wfi), (sg, sf, sm, sa, sfi) = rec["enc"]
+        del model.encode, model.pseudo_label, model.logits
+    (wg, wf, wm, wa, wfi, *_), (sg, sf, sm, sa, sfi, *_) = rec["enc"]       # Features: g, f, mask, attn, fiedler, ...
     values = {"weak: NCut mask": wm, "weak: Fiedler vector": wfi, "weak: [CLS] feature g": wg, "weak: [FG] feature f": wf,
               "weak: SOAP attention": wa, "crops: global features": rec["crops"][0], "pseudo-logits (DKA)": rec["pl"][0],
               "pseudo-labels": rec["pl"][0].argmax(-1), "strong: NCut mask": sm, "strong: Fiedler vector": sfi,
