@@ -39,8 +39,8 @@ def _threshold(v: torch.Tensor, kind: str) -> torch.Tensor:
 @torch.no_grad()
 def fiedler_mask(v: torch.Tensor, threshold: str = "std", sign: str = "invert") -> tuple[torch.Tensor, torch.Tensor]:
     "Foreground mask (B, N) bool and sign-corrected vector (B, N) from Fiedler vectors `v` (B, N)."
-    check_choice("ncut threshold", threshold, ("std", "mean"))
-    check_choice("ncut sign rule", sign, ("invert", "rethreshold"))
+    check_choice("ncut threshold", threshold, CHOICES["ncut_threshold"])
+    check_choice("ncut sign rule", sign, CHOICES["ncut_sign"])
     mask = v > _threshold(v, threshold)                                      # (B, N)
     seed = v.abs().argmax(dim=1, keepdim=True)                               # (B, 1)
     flip = ~mask.gather(1, seed)                                             # (B, 1) seed not foreground
@@ -54,8 +54,8 @@ def fiedler_mask(v: torch.Tensor, threshold: str = "std", sign: str = "invert") 
 def ncut_foreground(tokens: torch.Tensor, tau: float = 0.2, eps: float = 1e-6, threshold: str = "std",
                     sign: str = "invert") -> tuple[torch.Tensor, torch.Tensor]:
     "Normalized-cut foreground of patch tokens (B, N, D): mask (B, N) bool and sign-corrected Fiedler vector (B, N)."
-    check_choice("ncut threshold", threshold, ("std", "mean"))
-    check_choice("ncut sign rule", sign, ("invert", "rethreshold"))
+    check_choice("ncut threshold", threshold, CHOICES["ncut_threshold"])
+    check_choice("ncut sign rule", sign, CHOICES["ncut_sign"])
     return fiedler_mask(ncut_fiedler(tokens, tau, eps), threshold, sign)
 
 # %% ../nbs/02_soap.ipynb #c016b
