@@ -104,11 +104,12 @@ def overlong_texts(tokenizer, texts: list[str]) -> list[bool]:
 
 def _check_lengths(tokenizer, descriptions: dict, classes: list[str], policy: str) -> dict[str, int]:
     "{class: number of its descriptions longer than the context}; raises under `policy='error'`, else warns."
-    cut = {c: sum(overlong_texts(tokenizer, descriptions[c])) for c in classes if c in descriptions}
-    cut = {c: k for c, k in cut.items() if k}
+    long = {c: [s for s, o in zip(descriptions[c], overlong_texts(tokenizer, descriptions[c])) if o]
+            for c in classes if c in descriptions}                       # each description tokenised once
+    cut = {c: len(ss) for c, ss in long.items() if ss}
     if not cut: return cut
     first = next(iter(cut))
-    example = next(s for s, o in zip(descriptions[first], overlong_texts(tokenizer, descriptions[first])) if o)
+    example = long[first][0]
     if policy == "error":
         raise MicroclipError(f"{sum(cut.values())} description(s) exceed the text encoder's {tokenizer.context_length} "
                              f"tokens, e.g. for {first!r}: {example[:80]!r}...; shorten them, or set "
