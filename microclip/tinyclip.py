@@ -21,7 +21,7 @@ from .soap import masked_mean, ncut_foreground
 
 # %% auto #0
 __all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input', 'clip_loss', 'lr_factor', 'param_groups',
-           'CaptionStream', 'PretrainConfig', 'export_weights', 'state_digest', 'attention_pooled', 'pretrain',
+           'CaptionStream', 'PretrainConfig', 'export_weights', 'state_digest', 'dense_loss', 'pretrain',
            'load_split_arrays', 'image_features', 'text_features', 'prompt_head', 'description_head', 'linear_probe',
            'attribute_zero_shot', 'error_attributes', 'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log',
            'pretrain_recipe', 'default_checkpoint', 'publish', 'pretrain_and_publish']
@@ -74,33 +74,42 @@ def param_groups(model, lr: float, weight_decay: float, logit_lr: float) -> list
 
 # %% ../nbs/14_tinyclip.ipynb #c017
 class CaptionStream(torch.utils.data.IterableDataset):
-    "Batches `start..stop-1` of the pretraining stream: (uint8 images (B,H,W,3), token ids (B,L))."
-    def __init__(self, seed: int, start: int, stop: int, batch_size: int, image_size: int, p_species: float):
+    "Batches `start..stop-1` of the pretraining stream: (uint8 images (B,H,W,3), token ids (B,L), concept ids (B,N))."
+    def __init__(self, seed: int, start: int, stop: int, batch_size: int, image_size: int, stream: mw.Stream = mw.Stream(),
+                 patch: int = 8):
         super().__init__()
-        self.seed, self.start, self.stop, self.bs, self.size, self.p = seed, start, stop, batch_size, image_size, p_species
+        self.seed, self.start, self.stop, self.bs, self.size, self.stream, self.patch = seed, start, stop, batch_size, image_size, stream, patch
         self.tok = open_clip.get_tokenizer(MODEL_NAME)
     def __iter__(self):
         torch.set_num_threads(1)
         for s in range(self.start, self.stop):
-            imgs, caps = mw.corpus_batch(self.seed, s, self.bs, self.size, p_species=self.p)
-            yield torch.from_numpy(imgs), self.tok(caps)
+            imgs, caps, concepts = mw.corpus_batch(self.seed, s, self.bs, self.size, stream=self.stream, patch=self.patch)
+            yield torch.from_numpy(imgs), self.tok(caps), torch.from_numpy(concepts)
 
 # %% ../nbs/14_tinyclip.ipynb #c020
 @dataclass
 class PretrainConfig:
-    steps: int = 3200              # optimiser updates (`RECIPE`: 26.5 min on 2 idle CPU cores)
+    steps: int = 1200              # optimiser updates (`RECIPE`: ≈ 27 min on 2 idle CPU cores)
     batch_size: int = 64           # pairs per update
     lr: float = 1e-3               # peak learning rate
     logit_lr: float = 1e-2         # learning rate of the temperature ℓ
     weight_decay: float = 0.1      # AdamW decay on matrices
-    warmup: int = 200              # linear warm-up steps
+    warmup: int = 100              # linear warm-up steps
     image_size: int = 64           # must match the model config
-    p_species: float = 0.5         # fraction of stream images that are species (the rest: random part mixes)
     seed: int = 0                  # model init and stream
-    init_from: str | None = None   # warm start: weights file of an earlier pretraining (stage 2); None = from scratch
-    stream_offset: int = 0         # first batch index of the stream (a warm start continues where stage 1 stopped)
-    vv_weight: float = 1.0         # λ of the second CLIP loss on the mean value-value patch token (0: plain CLIP)
-    pool_weight: float = 0.0       # λ of a third CLIP loss on the attention-pooled value-value token (SOAP's readout at init)
+    init_from: str | None = None   # warm start: weights file of an earlier pretraining; None = from scratch
+    stream_offset: int = 0         # first batch index of the stream (a warm start continues where the last stage stopped)
+    p_species: float = 0.5         # the stream (`microworld.Stream`): share of species images (the rest: random part mixes)
+    p_name_only: float = 0.05      # species captions that are only the name
+    p_name: float = 0.1            # species captions that name the species before its parts
+    p_wrong: float = 0.0           # alt-text noise on attribute words
+    photometric: float = 0.5       # share of images with a web-photo photometric variation
+    dense_weight: float = 1.0      # λ of the per-patch concept alignment of the value-value tokens (0: plain CLIP)
+    dense_scale: float = 20.0      # its fixed inverse temperature s
+
+    def stream(self) -> mw.Stream:
+        "The stream's mixture as `microworld.Stream`."
+        return mw.Stream(self.p_species, self.p_name_only, self.p_name, self.p_wrong, self.photometric)
 
 # %% ../nbs/14_tinyclip.ipynb #c021
 def _save_state(run: Path, model, opt, step: int, cfg: PretrainConfig):
@@ -139,20 +148,15 @@ def _start(run: Path, cfg: PretrainConfig):
     return model, opt, st["step"]
 
 # %% ../nbs/14_tinyclip.ipynb #c024
-def attention_pooled(patches: torch.Tensor) -> torch.Tensor:
-    "SOAP's readout at initialisation (identity maps, zero null token, query = NCut-foreground mean): (B, N, D) → (B, D)."
-    mask, _ = ncut_foreground(patches.detach())
-    q = masked_mean(patches, mask)                                               # (B, D)
-    kv = torch.cat([patches, patches.new_zeros(len(patches), 1, patches.shape[-1])], 1)   # (B, N+1, D)
-    a = (torch.einsum("bd,bnd->bn", q, kv) / math.sqrt(patches.shape[-1])).softmax(-1)
-    return torch.einsum("bn,bnd->bd", a, kv)
-
-def _image_embeddings(model, bb: Backbone | None, x: torch.Tensor, pooled: bool = False):
-    "CLIP's image embedding (B, d) and the embeddings of the value-value tokens: mean (with a `Backbone`) and attention-pooled (`pooled`)."
-    if bb is None: return model.encode_image(x, normalize=True), []
-    out = bb(x, patches=True)
-    extra = [bb.project(out.patches.mean(1))] + ([bb.project(attention_pooled(out.patches))] if pooled else [])
-    return out.g, [F.normalize(e, dim=-1) for e in extra]
+def dense_loss(patch_emb: torch.Tensor, concept_emb: torch.Tensor, targets: torch.Tensor, scale: float = 20.0):
+    "Cross-entropy of normalised patch embeddings (B,N,d) against concept embeddings (K,d), targets (B,N) with -1 = ignored; (loss, accuracy)."
+    logits = scale * F.normalize(patch_emb, dim=-1) @ concept_emb.T                        # (B, N, K)
+    flat, tgt = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    loss = F.cross_entropy(flat, tgt, ignore_index=-1)
+    with torch.no_grad():
+        m = tgt >= 0
+        acc = (flat.argmax(1)[m] == tgt[m]).float().mean().item() if m.any() else float("nan")
+    return loss, acc
 
 # %% ../nbs/14_tinyclip.ipynb #c026
 def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, log_every: int = 20,
@@ -166,28 +170,35 @@ def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, 
         return run / "microclip-tiny.pt"
     if threads or workers: torch.set_num_threads(threads or 1)
     model, opt, step = _start(run, cfg)
-    bb = Backbone(model) if cfg.vv_weight or cfg.pool_weight else None
+    bb = Backbone(model)
+    tok = open_clip.get_tokenizer(MODEL_NAME)
+    concept_tokens = tok(mw.CONCEPTS) if cfg.dense_weight else None
     stream = CaptionStream(cfg.seed, cfg.stream_offset + step, cfg.stream_offset + cfg.steps, cfg.batch_size,
-                           cfg.image_size, cfg.p_species)
+                           cfg.image_size, cfg.stream(), patch=cfg.image_size // bb.grid[0])
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     evaluator = _ZeroShotProbe(eval_root, model) if eval_root else None
     log = open(run / "log.tsv", "a")
-    if step == 0: log.write("step\tloss\tlogit_scale\tlr\timg_per_s\telapsed_s\tzero_shot\n")
+    if step == 0: log.write("step\tloss\tclip\tdense\tdense_acc\tlogit_scale\tlr\timg_per_s\telapsed_s\tzero_shot\n")
     t0, seen, elapsed0 = time.time(), 0, _elapsed(run)
     model.train()
-    for imgs, toks in tqdm(loader, total=cfg.steps - step, desc="pretrain", disable=not progress):
+    for imgs, toks, concepts in tqdm(loader, total=cfg.steps - step, desc="pretrain", disable=not progress):
         for g, base in zip(opt.param_groups, (cfg.lr, cfg.lr, cfg.logit_lr)): g["lr"] = base * lr_factor(step, cfg.steps, cfg.warmup)
-        img_f, extra = _image_embeddings(model, bb, to_input(imgs, model), pooled=bool(cfg.pool_weight))
+        out = bb(to_input(imgs, model), patches=bool(cfg.dense_weight))
         txt_f = model.encode_text(toks, normalize=True)
-        loss = clip_loss(img_f, txt_f, model.logit_scale)
-        for lam, f in zip((cfg.vv_weight, cfg.pool_weight), extra): loss = loss + lam * clip_loss(f, txt_f, model.logit_scale)
+        l_clip = clip_loss(out.g, txt_f, model.logit_scale)
+        l_dense, acc = torch.zeros(()), float("nan")
+        if cfg.dense_weight:
+            concept_f = model.encode_text(concept_tokens, normalize=True)              # (K, d), both towers learn
+            l_dense, acc = dense_loss(bb.project(out.patches), concept_f, concepts, cfg.dense_scale)
+        loss = l_clip + cfg.dense_weight * l_dense
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
         step, seen = step + 1, seen + len(imgs)
         if step % log_every == 0 or step == cfg.steps:
             zs = evaluator(model) if evaluator and (step % eval_every == 0 or step == cfg.steps) else ""
             el = elapsed0 + time.time() - t0
-            log.write(f"{step}\t{loss.item():.4f}\t{model.logit_scale.exp().item():.2f}\t{opt.param_groups[0]['lr']:.2e}\t"
+            log.write(f"{step}\t{loss.item():.4f}\t{l_clip.item():.4f}\t{l_dense.item():.4f}\t{acc:.3f}\t"
+                      f"{model.logit_scale.exp().item():.2f}\t{opt.param_groups[0]['lr']:.2e}\t"
                       f"{seen / (time.time() - t0):.1f}\t{el:.0f}\t{zs}\n"); log.flush()
         if (step % ckpt_every == 0 or step == stop_at) and step < cfg.steps: _save_state(run, model, opt, step, cfg)
         if step == stop_at: log.close(); return None                   # a deliberate pause (tests, time slicing)
@@ -199,7 +210,9 @@ def pretrain(run_dir, cfg: PretrainConfig | None = None, ckpt_every: int = 200, 
 
 def _elapsed(run: Path) -> float:
     "Seconds already spent by earlier (interrupted) attempts of this run, from its log."
-    try: return float((run / "log.tsv").read_text().strip().split("\n")[-1].split("\t")[5])
+    try:
+        rows = [r.split("\t") for r in (run / "log.tsv").read_text().strip().split("\n")]
+        return float(rows[-1][rows[0].index("elapsed_s")])
     except (OSError, IndexError, ValueError): return 0.0
 
 # %% ../nbs/14_tinyclip.ipynb #c028
@@ -266,9 +279,9 @@ class _ZeroShotProbe:
 # %% ../nbs/14_tinyclip.ipynb #c035
 def attribute_zero_shot(model, tok, feats: torch.Tensor, labels, classnames) -> dict[str, float]:
     "Per attribute: top-1 (%) of zero-shot 'a bird with <value phrase>.' prompts over its values."
-    out, rng = {}, np.random.default_rng(0)
+    out = {}
     for a, values in mw.ATTRIBUTES.items():
-        prompts = [f"a bird with {mw.part_phrase(a, v, rng)}." for v in values]
+        prompts = [f"a bird with {mw.attribute_phrase(a, v)}." for v in values]
         pred = (feats @ text_features(model, tok, prompts).T).argmax(1).numpy()
         truth = np.array([values.index(mw.SPECIES[classnames[y]][a]) for y in labels])
         out[a] = round(float((pred == truth).mean() * 100), 1)
@@ -306,7 +319,8 @@ def diagnose(model_or_path, root=None, out=None, probe_epochs: int = 200) -> dic
         r[f"zero_shot_{k}"] = round(float((pred == yte).mean() * 100), 1)
         per_class = [float((pred[yte == c] == c).mean() * 100) for c in range(len(classes))]
         r[f"{k}_per_class"] = dict(min=round(min(per_class), 1), max=round(max(per_class), 1),
-                                   below_chance=int(sum(a < 100 / len(classes) for a in per_class)))
+                                   below_chance=int(sum(a < 100 / len(classes) for a in per_class)),
+                                   top1={c: round(a, 1) for c, a in zip(classes, per_class)})
         r[f"{k}_by_nuisance"] = nuisance_breakdown(pred == yte, fte_files, root)
         r[f"{k}_errors_by_attribute"] = error_attributes(pred, yte, classes)
     r["attribute_zero_shot"] = attribute_zero_shot(model, tok, fte, yte, classes)
@@ -320,11 +334,13 @@ def read_log(run_dir) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[i]) if i < len(r) and r[i] else np.nan for r in rows[1:]]) for i, k in enumerate(rows[0])}
 
 def plot_log(run_dir) -> Path:
-    "Save `loss.png`: contrastive loss (and logged zero-shot top-1) against the step."
+    "Save `loss.png`: the losses (total, CLIP, dense) and any logged zero-shot top-1 against the step."
     import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
     L = read_log(run_dir)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(L["step"], L["loss"], lw=1); ax.set_xlabel("step"); ax.set_ylabel("CLIP loss")
+    for k in ("loss", "clip", "dense"):
+        if k in L and not np.isnan(L[k]).all(): ax.plot(L["step"], L[k], lw=1, label=k)
+    ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.legend(fontsize=7, loc="upper right")
     zs = ~np.isnan(L["zero_shot"])
     if zs.any():
         ax2 = ax.twinx(); ax2.plot(L["step"][zs], L["zero_shot"][zs], "o-", color="C1", ms=3)
@@ -333,8 +349,7 @@ def plot_log(run_dir) -> Path:
     return Path(run_dir) / "loss.png"
 
 # %% ../nbs/14_tinyclip.ipynb #c043
-RECIPE = (PretrainConfig(),
-          PretrainConfig(steps=300, lr=3e-4, warmup=30, stream_offset=3200, pool_weight=1.0))
+RECIPE = (PretrainConfig(),)
 
 def pretrain_recipe(run_root=None, stages=RECIPE, eval_root=None, workers: int = 1, threads: int | None = 2,
                     progress: bool = True) -> Path:
