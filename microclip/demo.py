@@ -15,7 +15,7 @@ from . import tinyclip
 from .train import train, default_run_dir, load_model
 from .datasets import get_spec, load_split
 from .views import eval_transform
-from .saliency import saliency_scores, summarise
+from .saliency import saliency_scores, summarise, saliency_model, NCUT_RULES
 from .reports import markdown_table
 import torch
 import torch.nn.functional as F
@@ -29,8 +29,8 @@ from .views import (TrainViews, normalize_views, seeded_rngs, strong_transform, 
 import torchvision.transforms as T
 
 # %% auto #0
-__all__ = ['ensure_world', 'ensure_tiny_clip', 'adapt', 'adaptation_diagnostics', 'view_robustness', 'summarise_demo',
-           'summary_markdown', 'run_demo']
+__all__ = ['ensure_world', 'ensure_tiny_clip', 'adapt', 'adaptation_diagnostics', 'view_robustness', 'best_ncut_features',
+           'summarise_demo', 'start_of_adaptation', 'summary_markdown', 'frozen_saliency', 'run_demo']
 
 # %% ../nbs/16_demo.ipynb #c005
 def ensure_world() -> Path:
@@ -45,8 +45,8 @@ def ensure_tiny_clip(progress: bool = True) -> Path:
 
 # %% ../nbs/16_demo.ipynb #c007
 def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | None = None,
-          progress: bool = True) -> pd.DataFrame:
-    "Run (or reuse) one adaptation per method and seed; one row of final metrics each."
+          progress: bool = True, variant: str | None = None) -> pd.DataFrame:
+    "Run (or reuse) one adaptation per method and seed; one row of final metrics each (`variant` labels the rows; default: the method)."
     rows = []
     for method in methods:
         for seed in seeds:
@@ -55,7 +55,7 @@ def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | 
             if progress: print(f"[demo] {method}, seed {seed} → {run}", flush=True)
             reused = (run / "final.json").exists()                        # a finished run is read, not retrained
             res = train(cfg, progress=progress)
-            rows.append({"method": method, "seed": seed, "top1": res["top1"], "top1_cls": res["top1_cls"],
+            rows.append({"method": method, "variant": variant or method, "seed": seed, "top1": res["top1"], "top1_cls": res["top1_cls"],
                          "top1_fg": res.get("top1_fg"), "mean_per_class": res["mean_per_class"], "run": res["run"], "reused": reused,
                          **{f"zs_{k}": v for k, v in res["zeroshot"].items()}})
     return pd.DataFrame(rows)
@@ -72,8 +72,8 @@ def _tiny_clip_and_heads(weights=None, root=None):
 
 @torch.no_grad()
 def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", batch_size: int = 100, seed: int = 0,
-                           progress: bool = True) -> dict:
-    "Top-1 (%) of zero-shot heads and of microCLIP's readouts and pseudo-labels before adaptation (see above)."
+                           progress: bool = True, train_split: bool = True, per_class: bool = False) -> dict:
+    "Top-1 (%) of zero-shot heads and of microCLIP's readouts (and, with `train_split`, pseudo-labels) before adaptation."
     bb, root, classes, heads = _tiny_clip_and_heads(weights, root)
     cfg = load_config(config)
     model = build_model(bb, heads, cfg).eval()
@@ -92,6 +92,10 @@ def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", 
     out.update({f"test zero-shot: {k}": acc(g @ h.T, y) for k, h in heads.items()})
     out.update({"test [FG] before training": acc(f @ W.T, y), "test mean value-value token": acc(vv @ W.T, y),
                 "test fused before training": acc(cfg.fusion_ratio * g @ W.T + (1 - cfg.fusion_ratio) * f @ W.T, y)})
+    if per_class:                                                   # top-1 of every head on every class
+        out["test zero-shot per class"] = {k: {c: acc(g[y == i] @ h.T, y[y == i]) for i, c in enumerate(classes)}
+                                           for k, h in heads.items()}
+    if not train_split: return out
     pl, y = {}, []
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -122,7 +126,7 @@ def _strong_parts(size: int, mean, std) -> dict:
 def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch_size: int = 200, ops: bool = False,
                     progress: bool = True) -> dict:
     "Zero-shot top-1 (%) of the frozen model on `n` train images through each training view (and each RandAugment op)."
-    from timm.data.auto_augment import AugmentOp, _RAND_INCREASING_TRANSFORMS
+    from timm.data.auto_augment import AugmentOp, rand_augment_transform
     bb, root, _, heads = _tiny_clip_and_heads(weights, root)
     W = heads["description mean"]
     train = load_split("microworld", "train", root=root)
@@ -135,8 +139,9 @@ def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch
              "crop (multi-view prior)": T.Compose([T.Lambda(lambda im: random_square_crop(im, 0.5, 0.9)), weak_transform(S, bb.mean, bb.std)])}
     if ops:
         hp = dict(translate_pct=0.45, img_mean=(0, 0, 0), magnitude_std=0.5)     # black fill, as the released view
+        policy = [op.name for op in rand_augment_transform(RAND_AUGMENT, hp).ops]   # the released policy's 15 ops
         views.update({f"RandAugment op: {o}": T.Compose([AugmentOp(o, prob=1.0, magnitude=9, hparams=hp), tail])
-                      for o in _RAND_INCREASING_TRANSFORMS})
+                      for o in policy})
     out = {}
     for k, tf in tqdm(views.items(), desc="views", disable=not progress):
         with seeded_rngs(seed), torch.no_grad():
@@ -146,38 +151,111 @@ def view_robustness(weights=None, root=None, n: int = 1200, seed: int = 0, batch
     return out
 
 # %% ../nbs/16_demo.ipynb #c016
-def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minutes: float, views: dict | None = None) -> dict:
+def _seed_stats(runs: pd.DataFrame, col: str = "top1") -> dict:
+    "Mean, sample s.d. (ddof 1) and per-seed values of `col` for one group of runs."
+    v = runs.sort_values("seed")[col].astype(float)
+    return {"mean": round(v.mean(), 2), "std": round(v.std(ddof=1), 2) if len(v) > 1 else None,
+            "per_seed": v.round(2).tolist()}
+
+def best_ncut_features(frozen_saliency: dict, rule: str = next(iter(NCUT_RULES))) -> str:
+    "The NCut input whose frozen-model mask has the highest object IoU under `rule` (default: the released rule)."
+    scores = {k.split(" · ")[1]: v["iou_object"] for k, v in frozen_saliency.items() if k.split(" · ")[0] == rule}
+    return max(scores, key=scores.get)
+
+def _gates(s: dict) -> dict:
+    "Issue #16's targets for a CLIP-like regime: {target: {value, holds}} from the summary's numbers."
+    st, fs = s["start"], s["frozen_saliency"]
+    best = max(fs.values(), key=lambda v: v["iou_object"])
+    best_peak = max(v.get("point_object", 0) for v in fs.values())
+    gap = s["linear_probe_top1"] - st["best_zeroshot_top1"]
+    g = {"linear probe >= 90": s["linear_probe_top1"],
+         "best zero-shot 15-35 points under the probe": round(gap, 2),
+         "no class below 20 % zero-shot (best head)": st["best_head_min_class_top1"],
+         "strong view >= 0.6 x weak view": st.get("strong_over_weak"),
+         "NCut object IoU >= 0.45 (best input and rule)": round(best["iou_object"], 3),
+         "SOAP attention peak on the object >= 70 % (best input and rule)": round(100 * best_peak, 1),
+         "[FG] below [CLS] before training": [st["fg_top1"], st["cls_top1"]]}
+    holds = {"linear probe >= 90": g["linear probe >= 90"] >= 90,
+             "best zero-shot 15-35 points under the probe": 15 <= gap <= 35,
+             "no class below 20 % zero-shot (best head)": st["best_head_min_class_top1"] >= 20,
+             "strong view >= 0.6 x weak view": st.get("strong_over_weak") is not None and st["strong_over_weak"] >= 0.6,
+             "NCut object IoU >= 0.45 (best input and rule)": best["iou_object"] >= 0.45,
+             "SOAP attention peak on the object >= 70 % (best input and rule)": best_peak >= 0.7,
+             "[FG] below [CLS] before training": st["fg_top1"] < st["cls_top1"]}
+    return {k: {"value": v, "holds": bool(holds[k])} for k, v in g.items()}
+
+def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minutes: float, views: dict | None = None,
+                   start: dict | None = None, frozen_saliency: pd.DataFrame | None = None) -> dict:
+    "`summary.json`: zero-shot, probe, every variant over seeds, saliency, the start of adaptation and #16's gates."
     zs_cols = [c for c in runs.columns if c.startswith("zs_")]
     zs = runs[zs_cols].iloc[0].to_dict()                   # identical for every run: frozen model, same test set
-    by = runs.groupby("method")["top1"]
-    return {"chance": diag["chance"],
-            "zeroshot_top1": {k[3:]: round(v, 2) for k, v in zs.items()},
-            "linear_probe_top1": diag["linear_probe"],
-            "baseline_top1_mean": round(by.mean()["baseline"], 2), "baseline_top1_std": round(by.std(ddof=1)["baseline"], 2),
-            "adapted_top1_mean": round(by.mean()["microclip"], 2), "adapted_top1_std": round(by.std(ddof=1)["microclip"], 2),
-            "adapted_top1_per_seed": runs[runs.method == "microclip"]["top1"].round(2).tolist(),
-            "baseline_top1_per_seed": runs[runs.method == "baseline"]["top1"].round(2).tolist(),
-            "gain_over_best_zeroshot": round(by.mean()["microclip"] - max(zs.values()), 2),
-            "seeds": sorted(runs.seed.unique().tolist()),
-            "spread": "sample standard deviation over seeds (ddof 1)",
-            "saliency_iou": {r: round(v, 3) for r, v in saliency["iou_object"].items()},
-            "saliency": saliency.round(3).to_dict(orient="index"),
-            **({"view_top1": views} if views else {}),
-            "demo_minutes": round(minutes, 1),
-            **({"adaptation_runs_trained": int((~runs.reused.astype(bool)).sum()), "adaptation_runs": len(runs)}
-               if "reused" in runs else {})}
+    runs = runs if "variant" in runs else runs.assign(variant=runs.method)
+    by = {v: _seed_stats(r) for v, r in runs.groupby("variant", sort=False)}
+    s = {"chance": diag["chance"],
+         "zeroshot_top1": {k[3:]: round(v, 2) for k, v in zs.items()},
+         "linear_probe_top1": diag["linear_probe"],
+         "baseline_top1_mean": by["baseline"]["mean"], "baseline_top1_std": by["baseline"]["std"],
+         "adapted_top1_mean": by["microclip"]["mean"], "adapted_top1_std": by["microclip"]["std"],
+         "adapted_top1_per_seed": by["microclip"]["per_seed"], "baseline_top1_per_seed": by["baseline"]["per_seed"],
+         "gain_over_best_zeroshot": round(by["microclip"]["mean"] - max(zs.values()), 2),
+         "variants": {v: {**st, **({"top1_fg_mean": round(float(r.top1_fg.astype(float).mean()), 2),
+                                    "top1_cls_mean": round(float(r.top1_cls.astype(float).mean()), 2)}
+                                   if "top1_fg" in r and r.top1_fg.notna().all() else {})}
+                      for (v, st), (_, r) in zip(by.items(), runs.groupby("variant", sort=False))},
+         "seeds": sorted(runs.seed.unique().tolist()),
+         "spread": "sample standard deviation over seeds (ddof 1)",
+         "saliency_iou": {r: round(v, 3) for r, v in saliency["iou_object"].items()},
+         "saliency": saliency.round(3).to_dict(orient="index"),
+         **({"view_top1": views} if views else {}),
+         "demo_minutes": round(minutes, 1),
+         **({"adaptation_runs_trained": int((~runs.reused.astype(bool)).sum()), "adaptation_runs": len(runs)}
+            if "reused" in runs else {})}
+    if start is not None and frozen_saliency is not None:
+        s["start"] = start
+        s["frozen_saliency"] = frozen_saliency.round(3).to_dict(orient="index")
+        s["best_ncut_features"] = best_ncut_features(s["frozen_saliency"])
+        s["gates"] = _gates(s)
+    return s
+
+def start_of_adaptation(diag: dict, start: dict, views: dict | None = None) -> dict:
+    "Where adaptation starts: best zero-shot head, per-class top-1 of every head, [FG] vs [CLS], views' ratio."
+    heads = {k[len("test zero-shot: "):]: v for k, v in start.items() if k.startswith("test zero-shot: ")}
+    best = max(heads, key=heads.get)
+    per_class = start["test zero-shot per class"]
+    return {"best_zeroshot_head": best, "best_zeroshot_top1": heads[best],
+            "best_head_min_class_top1": min(per_class[best].values()),
+            "min_class_top1": {k: min(v.values()) for k, v in per_class.items()},
+            "zeroshot_per_class_top1": per_class,
+            "fg_top1": start["test [FG] before training"], "cls_top1": heads["description mean"],
+            "fused_top1": start["test fused before training"],
+            "readout_head": "description mean (the learnable head's initialisation)",
+            **({"strong_over_weak": round(views["strong (released)"] / views["weak"], 3)} if views else {})}
 
 def summary_markdown(s: dict) -> str:
     zs = "\n".join(f"| zero-shot: {k} | {v:.2f} | — |" for k, v in s["zeroshot_top1"].items())
+    names = {"baseline": "plain self-training ([CLS], learnable head)", "microclip": "microCLIP (released defaults)"}
+    var = "\n".join(f"| {names.get(v, v)} | {st['mean']:.2f} | {st['std'] if st['std'] is not None else '—'} |"
+                    for v, st in s.get("variants", {}).items())
     return (f"# Microworld results\n\nTest top-1 (%), {len(s['seeds'])} seeds ({s['seeds']}); chance {s['chance']}%.\n\n"
-            f"| method | top-1 mean | spread (sample s.d. over seeds) |\n|---|---|---|\n{zs}\n"
-            f"| plain self-training ([CLS], learnable head) | {s['baseline_top1_mean']:.2f} | {s['baseline_top1_std']:.2f} |\n"
-            f"| microCLIP | {s['adapted_top1_mean']:.2f} | {s['adapted_top1_std']:.2f} |\n"
+            f"| method | top-1 mean | spread (sample s.d. over seeds) |\n|---|---|---|\n{zs}\n{var}\n"
             f"| labelled linear probe (diagnostic, uses labels) | {s['linear_probe_top1']:.1f} | — |\n\n"
-            f"Gain of microCLIP over the best zero-shot head: {s['gain_over_best_zeroshot']:+.2f} points.\n\n"
+            f"Gain of microCLIP over the best zero-shot head: {s['gain_over_best_zeroshot']:+.2f} points.\n\n" +
+            _start_markdown(s) +
             "Saliency of the adapted model (seed 0): NCut mask and SOAP attention peak vs ground truth:\n\n" +
             markdown_table(pd.DataFrame(s["saliency"]).T, ".3f") + _views_markdown(s.get("view_top1")) +
             f"\n\nDemo time: {s['demo_minutes']} min{_trained(s)}.\n")
+
+def _start_markdown(s: dict) -> str:
+    if "gates" not in s: return ""
+    st = s["start"]
+    gates = "\n".join(f"| {k} | {v['value']} | {'yes' if v['holds'] else '**no**'} |" for k, v in s["gates"].items())
+    return (f"Before adaptation (frozen tiny CLIP, test split): best zero-shot head *{st['best_zeroshot_head']}* "
+            f"{st['best_zeroshot_top1']:.2f}, its weakest class {st['best_head_min_class_top1']:.1f}; "
+            f"[FG] {st['fg_top1']:.2f} vs [CLS] {st['cls_top1']:.2f} through the {st['readout_head']}.\n\n"
+            f"Issue #16's targets for a CLIP-like regime:\n\n| target | measured | holds |\n|---|---|---|\n{gates}\n\n"
+            "Saliency of the frozen model (SOAP at initialisation) for every NCut input and threshold rule:\n\n" +
+            markdown_table(pd.DataFrame(s["frozen_saliency"]).T, ".3f") +
+            f"\n\nSecond microCLIP variant: `ncut_features={s['best_ncut_features']}` (highest frozen-model NCut IoU, released rule).\n\n")
 
 def _trained(s: dict) -> str:
     if "adaptation_runs" not in s: return ""
@@ -189,6 +267,15 @@ def _views_markdown(v: dict | None) -> str:
             markdown_table(pd.DataFrame({"top-1": v}), ".2f"))
 
 # %% ../nbs/16_demo.ipynb #c019
+def frozen_saliency(weights, root, progress: bool = True) -> pd.DataFrame:
+    "Saliency of the frozen tiny CLIP with SOAP at its initialisation, for every NCut input and threshold rule."
+    cfg = load_config("microworld", {"pretrained": str(weights), "data_root": str(root), "device": "cpu"})
+    model, _ = saliency_model(None, cfg, device="cpu")
+    test = load_split("microworld", "test", root=root)
+    bb = model.backbone
+    test.transform = eval_transform(bb.image_size, bb.mean, bb.std)
+    return summarise(saliency_scores(model, test, root, progress=progress))
+
 def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict | None = None) -> dict:
     "The whole microworld study; writes `summary.json`, `results.md` and `runs.csv` to `reports/microworld/`."
     t0 = time.time()
@@ -197,13 +284,20 @@ def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict |
     weights = ensure_tiny_clip(progress)
     diag = tinyclip.diagnose(str(weights), root)
     views = view_robustness(weights, root, progress=progress)
+    start = start_of_adaptation(diag, adaptation_diagnostics(weights, root, progress=progress, train_split=False,
+                                                             per_class=True), views)
+    fsal = frozen_saliency(weights, root, progress=progress)
+    best = best_ncut_features(fsal.to_dict(orient="index"))
     runs = adapt(seeds=seeds, overrides=overrides, progress=progress)
-    model, _ = load_model(Path(runs[runs.method == "microclip"].run.iloc[0]) / "checkpoint.pt")
+    if best != load_config("microworld").ncut_features:           # microCLIP again with the best-localising NCut input
+        runs = pd.concat([runs, adapt(("microclip",), seeds, {**(overrides or {}), "ncut_features": best}, progress,
+                                      variant=f"microclip (ncut_features={best})")], ignore_index=True)
+    model, _ = load_model(Path(runs[runs.variant == "microclip"].run.iloc[0]) / "checkpoint.pt")
     test = load_split("microworld", "test")
     bb = model.backbone
     test.transform = eval_transform(bb.image_size, bb.mean, bb.std)
     sal = summarise(saliency_scores(model, test, root, progress=progress))
-    s = summarise_demo(runs, diag, sal, (time.time() - t0) / 60, views)
+    s = summarise_demo(runs, diag, sal, (time.time() - t0) / 60, views, start, fsal)
     out.mkdir(parents=True, exist_ok=True)
     runs.assign(run=[Path(r).relative_to(runs_dir()).as_posix() for r in runs.run]).to_csv(out / "runs.csv", index=False)
     write_json(out / "diagnostics.json", diag)
