@@ -47,53 +47,47 @@ class MicroCLIP(nn.Module):
         "Named parameters that receive gradients (visual LayerNorms, SOAP, W*)."
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
-# %% ../nbs/06_model.ipynb #c009
-def _encode(self: MicroCLIP, images: torch.Tensor, generator: torch.Generator | None = None) -> Features:
-    "Global feature and, for microCLIP, the SOAP [FG] feature of `images` (B, 3, S, S)."
-    c = self.cfg
-    out = self.backbone(images, patches=self.use_fg, keys=self.use_fg and c.ncut_features == "keys")
-    if not self.use_fg: return Features(out.g)
-    P = out.patches                                                # P: (B, N, D)
-    cut_on = ncut_input(P.detach(), out.keys, c.ncut_features)    # released training: P itself
-    mask, fiedler = ncut_foreground(cut_on, tau=c.ncut_tau, threshold=c.ncut_threshold, sign=c.ncut_sign)
-    attn = None
-    if self.soap is None: pooled = pool_tokens(P, mask, c.soap_query)  # no-attention ablations
-    else:
-        q = soap_query(P, mask, c.soap_query, cls=out.cls, generator=generator)
-        pooled, attn = self.soap(P, mask, query=q)                 # (B, D), (B, N+1)
-    f = F.normalize(self.backbone.project(pooled), dim=-1)
-    return Features(out.g, f, mask, attn, fiedler, cut_on)
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> Features:
+        "Global feature and, for microCLIP, the SOAP [FG] feature of `images` (B, 3, S, S)."
+        c = self.cfg
+        out = self.backbone(images, patches=self.use_fg, keys=self.use_fg and c.ncut_features == "keys")
+        if not self.use_fg: return Features(out.g)
+        P = out.patches                                                # P: (B, N, D)
+        cut_on = ncut_input(P.detach(), out.keys, c.ncut_features)    # released training: P itself
+        mask, fiedler = ncut_foreground(cut_on, tau=c.ncut_tau, threshold=c.ncut_threshold, sign=c.ncut_sign)
+        attn = None
+        if self.soap is None: pooled = pool_tokens(P, mask, c.soap_query)  # no-attention ablations
+        else:
+            q = soap_query(P, mask, c.soap_query, cls=out.cls, generator=generator)
+            pooled, attn = self.soap(P, mask, query=q)                 # (B, D), (B, N+1)
+        f = F.normalize(self.backbone.project(pooled), dim=-1)
+        return Features(out.g, f, mask, attn, fiedler, cut_on)
 
-MicroCLIP.encode = _encode
+    def logits(self, feats: Features) -> torch.Tensor:
+        "Student logits (B, C) from `Features` (TokenFusion of the two tokens' scores)."
+        if feats.f is None: return 100. * self.head(feats.g)
+        return fused_logits(feats.g, feats.f, self.head.weight, rho=self.cfg.fusion_ratio)
 
-# %% ../nbs/06_model.ipynb #c011
-def _logits(self: MicroCLIP, feats: Features) -> torch.Tensor:
-    "Student logits (B, C) from `Features`."
-    if feats.f is None: return 100. * self.head(feats.g)
-    return fused_logits(feats.g, feats.f, self.head.weight, rho=self.cfg.fusion_ratio)
+    def fused(self, feats: Features) -> torch.Tensor:
+        "The pseudo-labelling feature u (B, d): normalize(½g + ½f), or g for the baseline."
+        return feats.g if feats.f is None else tokenfusion_feature(feats.g, feats.f)
 
-def _fused(self: MicroCLIP, feats: Features) -> torch.Tensor:
-    "The pseudo-labelling feature u (B, d): normalize(½g + ½f), or g for the baseline."
-    return feats.g if feats.f is None else tokenfusion_feature(feats.g, feats.f)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        "Student logits (B, C) of `images`."
+        return self.logits(self.encode(images))
 
-MicroCLIP.logits, MicroCLIP.fused = _logits, _fused
-MicroCLIP.forward = lambda self, images: self.logits(self.encode(images))
-
-# %% ../nbs/06_model.ipynb #c013
-@torch.no_grad()
-def _pseudo_label(self: MicroCLIP, weak: torch.Tensor, crops: torch.Tensor, gamma: float) -> dict:
-    "Pseudo-logits for a weak batch (B,3,S,S) and its crops (B,K,3,S,S): {'dka', 'prior', 'dynamic'} → (B, C)."
-    feats = self.encode(weak)
-    w_star = F.normalize(self.head.weight, dim=-1)
-    dynamic = self.fused(feats) @ w_star.T                                   # (B, C)
-    if not self.use_fg: return {"dka": dynamic, "dynamic": dynamic}
-    B, K = crops.shape[:2]
-    crop_g = self.backbone(crops.flatten(0, 1), patches=False).g.view(B, K, -1)  # (B, K, d)
-    z = aggregate_crops(feats.g, crop_g, temperature=self.cfg.crop_temperature)
-    return {"dka": pseudo_logits(z, self.w_llm, self.fused(feats), self.head.weight, gamma=gamma),
-            "prior": z @ self.w_llm.T, "dynamic": dynamic}
-
-MicroCLIP.pseudo_label = _pseudo_label
+    @torch.no_grad()
+    def pseudo_label(self, weak: torch.Tensor, crops: torch.Tensor, gamma: float) -> dict:
+        "Pseudo-logits for a weak batch (B,3,S,S) and its crops (B,K,3,S,S): {'dka', 'prior', 'dynamic'} → (B, C)."
+        feats = self.encode(weak)
+        w_star = F.normalize(self.head.weight, dim=-1)
+        dynamic = self.fused(feats) @ w_star.T                                   # (B, C)
+        if not self.use_fg: return {"dka": dynamic, "dynamic": dynamic}
+        B, K = crops.shape[:2]
+        crop_g = self.backbone(crops.flatten(0, 1), patches=False).g.view(B, K, -1)  # (B, K, d)
+        z = aggregate_crops(feats.g, crop_g, temperature=self.cfg.crop_temperature)
+        return {"dka": pseudo_logits(z, self.w_llm, self.fused(feats), self.head.weight, gamma=gamma),
+                "prior": z @ self.w_llm.T, "dynamic": dynamic}
 
 # %% ../nbs/06_model.ipynb #c015
 def overlong_texts(tokenizer, texts: list[str]) -> list[bool]:
