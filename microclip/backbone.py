@@ -166,7 +166,7 @@ def _check_supported(visual: nn.Module) -> None:
 
 # %% ../nbs/01_backbone.ipynb #c021
 class Backbone(nn.Module):
-    "An open_clip CLIP model seen as microCLIP's image encoder (METHOD.md §1)."
+    "An open_clip CLIP model seen as microCLIP's image encoder (nbs/method.ipynb §1)."
     def __init__(self, clip: nn.Module, tokenizer=None, name: str | None = None):
         super().__init__()
         visual = clip.visual

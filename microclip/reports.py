@@ -155,13 +155,13 @@ def pivot_cells(summary: pd.DataFrame, row: str, order=None, average: bool = Tru
 # %% ../nbs/18_reports.ipynb #c018
 BENCHMARKS = ("birdsnap", "caltech101", "cars", "cub", "dtd", "eurosat", "fgvc", "flowers", "food101", "pets",
               "resisc45", "sun397", "ucf101")
-PUBLISHED = {   # METHOD.md §11 — source: DPA (WACV 2025) poster, ViT-B/32, its 13-dataset protocol
+PUBLISHED = {   # nbs/method.ipynb §11 — source: DPA (WACV 2025) poster, ViT-B/32, its 13-dataset protocol
     "zero-shot CLIP": {"average": 64.46, "flowers": 66.46, "dtd": 44.42, "eurosat": 43.84, "pets": 87.50, "cars": 58.74},
     "UPL": {"average": 64.05}, "POUF": {"average": 64.82},
     "LaFTer": {"average": 68.36, "flowers": 72.43, "dtd": 50.32, "eurosat": 69.96, "pets": 84.93, "cars": 57.44},
     "DPA": {"average": 72.29, "flowers": 75.56, "dtd": 55.69, "eurosat": 80.04, "pets": 90.71, "cars": 62.62},
 }
-RELEASED_LOG = {"flowers": 76.17}   # released microCLIP training log, Flowers, ViT-B/32, defaults (METHOD.md §11)
+RELEASED_LOG = {"flowers": 76.17}   # released microCLIP training log, Flowers, ViT-B/32, defaults (nbs/method.ipynb §11)
 METHOD_LABELS = {"baseline": "self-training baseline ([CLS], learnable head)", "microclip": "microCLIP (this implementation)"}
 
 # %% ../nbs/18_reports.ipynb #c019

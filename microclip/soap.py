@@ -77,7 +77,7 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/02_soap.ipynb #c025
 class SOAP(nn.Module):
-    "Saliency-guided attention pooling over patch tokens (METHOD.md §3); identity-initialised, bias-free."
+    "Saliency-guided attention pooling over patch tokens (nbs/method.ipynb §3); identity-initialised, bias-free."
     def __init__(self, width: int, null_token: str = "zero"):
         super().__init__()
         check_choice("SOAP null_token", null_token, ("zero", "learnable"))
