@@ -98,7 +98,7 @@ def cmd_evaluate(a) -> dict:
     from microclip.train import load_model
     from microclip.datasets import load_split
     from microclip.views import eval_transform
-    from microclip.evaluate import collect_features, score
+    from microclip.evaluate import evaluate
     model, ck = load_model(a.ckpt_path, a.device or "auto")
     test = load_split(a.dataset, "test", root=a.data_root, skip_corrupt=a.skip_corrupt)
     if a.skip_corrupt and test.scan(): print(f"note: {test}", file=sys.stderr)   # drops the unreadable ones
@@ -107,8 +107,7 @@ def cmd_evaluate(a) -> dict:
                              f"dataset {a.dataset!r}'s {len(test.classes)} (name or order)")
     bb = model.backbone
     test.transform = eval_transform(bb.image_size, bb.mean, bb.std, model.cfg.eval_crop)
-    dl = torch.utils.data.DataLoader(test, batch_size=model.cfg.eval_batch_size, num_workers=model.cfg.workers)
-    res = score(model, collect_features(model, dl, next(model.parameters()).device))
+    res = evaluate(model, test, batch_size=model.cfg.eval_batch_size, workers=model.cfg.workers)
     return {k: v for k, v in res.items() if k != "per_class"}
 
 # %% ../nbs/12_cli.ipynb #c008

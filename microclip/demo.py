@@ -15,6 +15,7 @@ from . import tinyclip
 from .train import train, default_run_dir, load_model
 from .datasets import get_spec, load_split
 from .views import eval_transform
+from .evaluate import evaluate, per_class_accuracy
 from .saliency import saliency_scores, summarise, saliency_model, NCUT_RULES
 from .reports import markdown_table
 import torch
@@ -81,20 +82,14 @@ def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", 
     test, train = (load_split("microworld", sp, root=root) for sp in ("test", "train"))
     ev, tv = eval_transform(bb.image_size, bb.mean, bb.std), TrainViews(bb.image_size, bb.mean, bb.std, n_crops=cfg.n_crops)
     out = {"chance": round(100 / len(classes), 2)}
-    g, f, vv, y = [], [], [], []
-    for i in tqdm(range(0, len(test), batch_size), desc="test split", disable=not progress):
-        items = [test.samples[j] for j in range(i, min(i + batch_size, len(test)))]
-        x = torch.stack([ev(Image.open(p).convert("RGB")) for p, _ in items])
-        fe = model.encode(x)
-        g.append(fe.g); f.append(fe.f); y += [c for _, c in items]
-        vv.append(F.normalize(bb.project(bb(x, patches=True).patches.mean(1)), dim=-1))
-    g, f, vv, y = torch.cat(g), torch.cat(f), torch.cat(vv), torch.tensor(y)
-    out.update({f"test zero-shot: {k}": acc(g @ h.T, y) for k, h in heads.items()})
-    out.update({"test [FG] before training": acc(f @ W.T, y), "test mean value-value token": acc(vv @ W.T, y),
-                "test fused before training": acc(cfg.fusion_ratio * g @ W.T + (1 - cfg.fusion_ratio) * f @ W.T, y)})
+    test.transform = ev                                             # the one evaluation (`evaluate.evaluate`)
+    res = evaluate(model, test, "cpu", batch_size, heads=heads, progress=progress, return_features=per_class)
+    out.update({f"test zero-shot: {k}": round(v, 2) for k, v in res["zeroshot"].items()})
+    out.update({"test [FG] before training": round(res["top1_fg"], 2), "test fused before training": round(res["top1"], 2)})
     if per_class:                                                   # top-1 of every head on every class
-        out["test zero-shot per class"] = {k: {c: acc(g[y == i] @ h.T, y[y == i]) for i, c in enumerate(classes)}
-                                           for k, h in heads.items()}
+        g, y = res["features"]["g"], res["features"]["labels"]
+        out["test zero-shot per class"] = {k: dict(zip(classes, per_class_accuracy((g @ h.T).argmax(1), y, len(classes))
+                                                       .round(decimals=2).tolist())) for k, h in heads.items()}
     if not train_split: return out
     pl, y = {}, []
     with torch.random.fork_rng():

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from .model import Features, MicroCLIP
 
 # %% auto #0
-__all__ = ['top1', 'per_class_accuracy', 'collect_features', 'score', 'zero_shot']
+__all__ = ['top1', 'per_class_accuracy', 'collect_features', 'score', 'zero_shot', 'evaluate']
 
 # %% ../nbs/10_evaluate.ipynb #c005
 def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -59,3 +59,16 @@ def score(model: MicroCLIP, feats: dict) -> dict:
 def zero_shot(feats: dict, heads: dict) -> dict:
     "Top-1 (%) of each zero-shot head {name: (C, d)} on the global features."
     return {name: top1(feats["g"] @ w.float().cpu().T, feats["labels"]) for name, w in heads.items()}
+
+# %% ../nbs/10_evaluate.ipynb #c012d
+def evaluate(model: MicroCLIP, test, device=None, batch_size: int = 250, workers: int = 0, heads: dict | None = None,
+             scored: bool = True, progress: bool = True, gather=None, return_features: bool = False) -> dict:
+    "Test metrics of `model` on the dataset `test` (transform set): `score`'s, plus each zero-shot head's top-1 under 'zeroshot'."
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    loader = DataLoader(test, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda")
+    feats = collect_features(model, loader, device, progress=progress)
+    if gather is not None: feats = gather(feats)
+    res = score(model, feats) if scored else {}
+    if heads is not None: res["zeroshot"] = zero_shot(feats, heads)
+    if return_features: res["features"] = feats
+    return res

@@ -58,7 +58,7 @@ def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
     from torch.utils.data import DataLoader
     from microclip.backbone import Backbone
     from microclip.core import get_device, set_seed
-    from microclip.evaluate import collect_features, zero_shot
+    from microclip.evaluate import evaluate
     from microclip.model import MicroCLIP, build_heads
     from microclip.train import environment, prepare
     from microclip.views import eval_transform
@@ -74,8 +74,8 @@ def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
                         cfg.long_descriptions)
     model = MicroCLIP(bb, heads["frozen LLM head"], heads["description mean"], cfg.update(method="baseline")).to(device)
     inputs.test.transform = eval_transform(bb.image_size, bb.mean, bb.std, cfg.eval_crop)
-    dl = DataLoader(inputs.test, batch_size=cfg.eval_batch_size, num_workers=cfg.workers)
-    zs = zero_shot(collect_features(model, dl, device, progress=progress), heads)
+    zs = evaluate(model, inputs.test, device, cfg.eval_batch_size, cfg.workers, heads=heads, scored=False,
+                  progress=progress)["zeroshot"]
     write_text(run / "metrics.jsonl", json.dumps({"epoch": 0, "zeroshot": zs}) + "\n")
     final = {"dataset": cfg.dataset, "method": "zeroshot", "seed": cfg.seed, "run": str(run), "zeroshot": zs}
     write_json(run / "final.json", final)

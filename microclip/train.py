@@ -21,7 +21,7 @@ from .backbone import Backbone, _resolve_pretrained
 from .datasets import IMAGE_EXTS, get_spec, load_split, read_image
 from .descriptions import dataset_descriptions, default_descriptions_path
 from .dka import gamma_at
-from .evaluate import collect_features, score, zero_shot
+from .evaluate import evaluate
 from .losses import RunningMarginal, self_training_loss
 from .model import MicroCLIP, build_heads, build_model
 from .saliency import DEGENERATE_DENSITY, ncut_diagnostics
@@ -462,17 +462,16 @@ def _mean(rows: list, key: str):
 
 # %% ../nbs/11_train.ipynb #c033
 def _evaluate(model, inputs, cfg, device, heads=None, progress=True, dist: Dist = Dist()) -> dict:
+    "Test metrics through `evaluate.evaluate`; under torchrun each rank reads its share and the features are gathered."
     test = inputs.test
     if dist.world > 1: test = torch.utils.data.Subset(test, np.array_split(np.arange(len(test)), dist.world)[dist.rank])
-    feats = collect_features(model, _loader(test, cfg, device, batch_size=cfg.eval_batch_size), device,
-                             progress=progress and dist.main)
-    if dist.world > 1:
+    def gather(feats):
+        if dist.world == 1: return feats
         parts = [None] * dist.world
         torch.distributed.all_gather_object(parts, feats)
-        feats = {k: None if parts[0][k] is None else torch.cat([p[k] for p in parts]) for k in feats}
-    res = score(model, feats)
-    if heads is not None: res["zeroshot"] = zero_shot(feats, heads)
-    return res
+        return {k: None if parts[0][k] is None else torch.cat([p[k] for p in parts]) for k in feats}
+    return evaluate(model, test, device, cfg.eval_batch_size, cfg.workers, heads=heads, progress=progress and dist.main,
+                    gather=gather)
 
 # %% ../nbs/11_train.ipynb #c035
 def compile_blocks(model: MicroCLIP, backend: str = "inductor") -> MicroCLIP:
