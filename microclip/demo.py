@@ -278,7 +278,7 @@ def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict |
     root = ensure_world()
     weights = ensure_tiny_clip(progress)
     diag = tinyclip.diagnose(str(weights), root)
-    views = view_robustness(weights, root, progress=progress)
+    views = view_robustness(weights, root, progress=progress, ops=True)   # and each RandAugment op alone
     start = start_of_adaptation(diag, adaptation_diagnostics(weights, root, progress=progress, train_split=False,
                                                              per_class=True), views)
     fsal = frozen_saliency(weights, root, progress=progress)

@@ -272,7 +272,7 @@ def _noisy(attrs: dict, rng: np.random.Generator, p_wrong: float) -> dict:
     return a
 
 def caption(attrs: dict, rng: np.random.Generator, name: str | None = None, body: str | None = None,
-            p_name_only: float = 0.05, p_name: float = 0.1, p_wrong: float = 0.0) -> str:
+            p_name_only: float = 0.02, p_name: float = 0.04, p_wrong: float = 0.0) -> str:
     "One pretraining caption for a bird with `attrs` (and species `name`, if it is one)."
     if name is not None and rng.random() < p_name_only: return _NAME_FORMS[rng.integers(len(_NAME_FORMS))].format(name)
     a = _noisy(attrs, rng, p_wrong)
@@ -324,8 +324,8 @@ def patch_concepts(labels: np.ndarray, attrs: dict, info: dict, patch: int = 8, 
 class Stream:
     "How the pretraining stream mixes images and words (the nuisances are `PRETRAIN`)."
     p_species: float = 0.5      # share of images showing a species (the rest: random combinations of part attributes)
-    p_name_only: float = 0.05   # species images: the caption is only the name
-    p_name: float = 0.1         # species images: the name precedes the attribute phrases
+    p_name_only: float = 0.02   # species images: the caption is only the name
+    p_name: float = 0.04        # species images: the name precedes the attribute phrases
     p_wrong: float = 0.0        # alt-text noise on attribute words (per attribute)
     photometric: float = 0.5    # share of images given a web-photo photometric variation
 

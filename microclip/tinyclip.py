@@ -99,11 +99,11 @@ class PretrainConfig:
     seed: int = 0                  # model init and stream
     init_from: str | None = None   # warm start: weights file of an earlier pretraining; None = from scratch
     stream_offset: int = 0         # first batch index of the stream (a warm start continues where the last stage stopped)
-    p_species: float = 0.5         # the stream (`microworld.Stream`): share of species images (the rest: random part mixes)
-    p_name_only: float = 0.05      # species captions that are only the name
-    p_name: float = 0.1            # species captions that name the species before its parts
-    p_wrong: float = 0.0           # alt-text noise on attribute words
-    photometric: float = 0.5       # share of images with a web-photo photometric variation
+    p_species: float = mw.Stream.p_species        # the stream's mixture (`microworld.Stream`, whose defaults these are):
+    p_name_only: float = mw.Stream.p_name_only    #   species images; captions that are only the name;
+    p_name: float = mw.Stream.p_name              #   captions naming the species before its parts;
+    p_wrong: float = mw.Stream.p_wrong            #   alt-text noise on attribute words;
+    photometric: float = mw.Stream.photometric    #   images with a web-photo photometric variation
     dense_weight: float = 1.0      # λ of the per-patch concept alignment of the value-value tokens (0: plain CLIP)
     dense_scale: float = 20.0      # its fixed inverse temperature s
 
