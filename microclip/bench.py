@@ -18,7 +18,8 @@ from .datasets import ImageList
 from .losses import RunningMarginal, self_training_loss
 from .model import MicroCLIP
 from .soap import ncut_foreground
-from .train import compile_blocks, environment, train_step
+from .runs import environment
+from .train import compile_blocks, train_step
 from .views import DeviceViews, SeededSamples, TrainViews, collate_views, make_views, normalize_views
 
 # %% auto #0

@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 import yaml
 from .core import Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, sha256, write_text
-from .study import ABLATIONS, PAPER_AXES, ZEROSHOT_FIELDS, run_status, zeroshot_run_dir
-from .train import input_changes, input_fingerprint, run_identity, run_name
+from .runs import (ZEROSHOT_FIELDS, input_changes, input_fingerprint, run_identity, run_name, run_status,
+                            zeroshot_run_dir)
+from .study import ABLATIONS, PAPER_AXES
 
 # %% auto #0
 __all__ = ['PER_RUN', 'BENCHMARKS', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS', 'VARIANT_NOTES', 'FUSION_ORDERS', 'PL_LABELS',

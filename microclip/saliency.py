@@ -349,7 +349,7 @@ def saliency_from_args(a) -> str:
         out = Path(a.out) if a.out else ck.parent / "saliency"
         meta = {"model": f"run {ck.parent.name}", "run": str(ck.parent), "checkpoint": str(ck), "checkpoint_sha256": sha256(ck)}
     else:
-        from microclip.study import zeroshot_run_dir
+        from microclip.runs import zeroshot_run_dir
         out = Path(a.out) if a.out else zeroshot_run_dir(model.cfg) / "saliency"
         meta = {"model": f"zero-shot {model.cfg.backbone}", "run": None}
     meta.update(dataset=dataset, split=a.split, data_root=root, config=model.cfg.to_dict(),

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from .core import (CHOICES, Config, MicroclipError, check_choice, config_hash, load_config, parse_overrides,
                             project_root, runs_dir, write_json, write_text)
-from .train import RunLocked, dataset_folder, default_run_dir, run_hash, run_lock
+# run identity and status are notebook 11a's; ZEROSHOT_FIELDS, zeroshot_run_dir and run_status stay importable from here
+from .runs import ZEROSHOT_FIELDS, RunLocked, default_run_dir, run_lock, run_status, zeroshot_run_dir
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'ABLATIONS', 'PAPER_AXES', 'ZEROSHOT_FIELDS', 'EXECUTORS', 'experiment_notebook', 'zeroshot_run_dir',
-           'evaluate_zeroshot', 'train_run', 'RunSpec', 'plan_study', 'run_status', 'execute_run', 'run_study',
-           'add_study_args', 'study_from_args']
+__all__ = ['EXPERIMENTS', 'ABLATIONS', 'PAPER_AXES', 'EXECUTORS', 'experiment_notebook', 'evaluate_zeroshot', 'train_run',
+           'RunSpec', 'plan_study', 'execute_run', 'run_study', 'add_study_args', 'study_from_args']
 
 # %% ../nbs/17_study.ipynb #c005
 EXPERIMENTS = {"adapt": "30_exp_adapt.ipynb", "zeroshot": "31_exp_zeroshot.ipynb", "ablations": "32_exp_ablations.ipynb"}
@@ -35,10 +35,6 @@ ABLATIONS = {   # axis → list of config overrides; the released default is one
 # fused test top-1; notebook 18 writes Tables 2–5 under their numbers)
 PAPER_AXES = {"fusion_ratio": "Table 2", "soap_query": "Table 3", "gamma": "Table 4", "classifier_init": "Table 5"}
 
-# settings that change a zero-shot score; every other field (training schedule, seed, ...) does not
-ZEROSHOT_FIELDS = ("dataset", "data_root", "descriptions", "image_size", "max_per_class", "skip_corrupt",
-                   "backbone", "pretrained", "hand_norm", "eval_crop")
-
 def experiment_notebook(experiment: str) -> Path:
     "The papermill template of `experiment` (in the source checkout's `nbs/`)."
     check_choice("experiment", experiment, EXPERIMENTS)
@@ -47,11 +43,6 @@ def experiment_notebook(experiment: str) -> Path:
     return p
 
 # %% ../nbs/17_study.ipynb #c008
-def zeroshot_run_dir(cfg: Config) -> Path:
-    "`runs_dir()/<dataset>/zeroshot-<backbone>-<hash of the zero-shot settings>`"
-    ignore = tuple(f for f in cfg.to_dict() if f not in ZEROSHOT_FIELDS)
-    return runs_dir() / dataset_folder(cfg.dataset) / f"zeroshot-{cfg.backbone}-{run_hash(cfg, ignore=ignore)}"
-
 def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
     "Top-1 of the zero-shot heads on the test split; writes config, env, metrics and final.json to the run folder."
     import torch, yaml
@@ -60,7 +51,8 @@ def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
     from microclip.core import get_device, set_seed
     from microclip.evaluate import evaluate
     from microclip.model import MicroCLIP, build_heads
-    from microclip.train import environment, prepare
+    from microclip.runs import environment
+    from microclip.train import prepare                       # the input checks every run passes
     from microclip.views import eval_transform
     inputs, device = prepare(cfg), get_device(cfg.device)
     run = Path(run_dir) if run_dir else zeroshot_run_dir(cfg)
@@ -157,13 +149,6 @@ def plan_study(datasets, seeds=(0,), experiment="adapt", config: str | None = No
     return list(plan.values())
 
 # %% ../nbs/17_study.ipynb #c016
-def run_status(run_dir) -> str:
-    "'finished' (final.json), 'failed' (error.json), 'unfinished' (folder without either) or 'new'."
-    run = Path(run_dir)
-    if (run / "final.json").exists(): return "finished"
-    if (run / "error.json").exists(): return "failed"
-    return "unfinished" if run.exists() else "new"
-
 def _record_request(spec: RunSpec) -> None:
     p = Path(spec.run_dir) / "study.json"
     reqs = json.loads(p.read_text())["requests"] if p.exists() else []

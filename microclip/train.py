@@ -4,8 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #c002
 from __future__ import annotations
-import contextlib, dataclasses, functools, hashlib, json, math, os, platform, random, subprocess, sys, time
-from contextlib import contextmanager
+import contextlib, dataclasses, json, math, os, random, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -14,24 +13,23 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-import microclip
-from .core import (LATE_OPTIONS, Config, MicroclipError, config_hash, get_device, runs_dir, set_seed, sha256, torch_save,
-                            write_json, write_text)
-from .backbone import Backbone, _resolve_pretrained
+from .core import Config, MicroclipError, config_hash, get_device, set_seed, torch_save, write_json, write_text
+from .backbone import Backbone
 from .datasets import IMAGE_EXTS, get_spec, load_split, read_image
-from .descriptions import dataset_descriptions, default_descriptions_path
+from .descriptions import dataset_descriptions
 from .dka import gamma_at
 from .evaluate import evaluate
 from .losses import RunningMarginal, self_training_loss
 from .model import MicroCLIP, build_heads, build_model
+# run folders are notebook 11a's; all its names stay importable from here for callers written before they moved
+from .runs import (CONTENT_FILE, LOCK_ENV, RUN_FILES, RunLocked, check_run_folder, clean_stale_tmp, dataset_fingerprint,
+                            dataset_folder, default_run_dir, environment, input_changes, input_fingerprint, record_content,
+                            retire_run_files, run_hash, run_identity, run_lock, run_name, take_run_lock)
 from .saliency import DEGENERATE_DENSITY, ncut_diagnostics
 from .views import DeviceViews, SeededSamples, TrainViews, collate_views, eval_transform, make_views, normalize_views
 
 # %% auto #0
-__all__ = ['CONTENT_FILE', 'LOCK_ENV', 'RUN_FILES', 'cosine_lr', 'Inputs', 'per_class_subset', 'ignored_files', 'prepare',
-           'check_inputs', 'dataset_fingerprint', 'input_fingerprint', 'record_content', 'run_identity',
-           'input_changes', 'run_hash', 'run_name', 'dataset_folder', 'default_run_dir', 'environment', 'RunLocked',
-           'take_run_lock', 'run_lock', 'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'trainable_state',
+__all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'ignored_files', 'prepare', 'check_inputs', 'trainable_state',
            'load_trainable', 'Dist', 'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients',
            'token_stats', 'train_step', 'compile_blocks', 'train_views', 'train', 'param_groups', 'load_model']
 
@@ -106,208 +104,6 @@ def check_inputs(cfg: Config):
         rep.notes.append(f"ignored {len(inputs.ignored)} file(s) that are not images ({', '.join(exts[:8])}), "
                          f"e.g. {inputs.ignored[0]}; microclip reads {', '.join(IMAGE_EXTS)}")
     return rep
-
-# %% ../nbs/11_train.ipynb #c010
-@functools.lru_cache(maxsize=32)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str: return sha256(path)[:16]   # once per file version
-
-def _digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-CONTENT_FILE = ".microclip-content.json"   # a generated dataset's content digest, written by its generator
-_CONTENT_CACHE: dict = {}                  # (dataset, root, descriptions) -> (folder state, content parts)
-
-def _folder_state(root: Path, files=()) -> tuple:
-    "A cheap key of a dataset folder: the mtimes of its folders two levels deep, of its own files and of `files`."
-    out = []
-    for d in [root] + [Path(e.path) for e in os.scandir(root) if e.is_dir()]:
-        for e in os.scandir(d):
-            if e.is_dir(): out.append((e.path, -1, e.stat().st_mtime_ns))       # files added, removed or renamed
-            elif d == root: st = e.stat(); out.append((e.path, st.st_size, st.st_mtime_ns))
-    for f in files:
-        try: st = os.stat(f); out.append((str(f), st.st_size, st.st_mtime_ns))
-        except OSError: out.append((str(f), -1, -1))
-    return tuple(sorted(out))
-
-def dataset_fingerprint(cfg: Config) -> dict | None:
-    "Digests of what `cfg`'s dataset holds — class list, descriptions, templates, image files (path, label, size, mtime)."
-    try:
-        spec, desc = get_spec(cfg.dataset), cfg.descriptions or default_descriptions_path(cfg.dataset, cfg.data_root)
-        root = spec.root(cfg.data_root)
-        key, state = (cfg.dataset, str(cfg.data_root), str(desc)), _folder_state(root, [desc])
-    except (MicroclipError, OSError): return None                # no dataset here: nothing to fingerprint
-    if _CONTENT_CACHE.get(key, (None,))[0] == state: return _CONTENT_CACHE[key][1]   # scanned once per folder state
-    try: splits, templates = [spec.load(root, s, spec) for s in spec.splits], spec.get_templates(cfg.data_root)
-    except (MicroclipError, OSError): return None                # an unreadable dataset is reported when a run starts
-    files, cut = [], len(str(root)) + 1                          # paths relative to the root, without os.path.relpath
-    for samples, _ in splits:
-        for p, y in samples:
-            s = str(p); rel = s[cut:] if s.startswith(str(root)) else s
-            try: st = os.stat(s); files.append((rel, y, st.st_size, st.st_mtime_ns))
-            except OSError: files.append((rel, y, -1, -1))
-    d = Path(desc)
-    parts = {"classes": _digest(splits[0][1]), "templates": _digest(templates), "images": _digest(files),
-             "n_images": len(files), "descriptions": _file_digest(str(d.resolve()), d.stat().st_size, d.stat().st_mtime_ns)
-             if d.is_file() else None}
-    _CONTENT_CACHE[key] = (state, parts)
-    return parts
-
-def input_fingerprint(cfg: Config) -> dict:
-    "Digests of the inputs `cfg` reads beyond its settings: a local weights file, a generated dataset's `meta.json`, the dataset's content."
-    out = {}
-    try: w = _resolve_pretrained(cfg.backbone, cfg.pretrained)
-    except MicroclipError: w = None                     # a bad name or missing file is reported when the run starts
-    if w and Path(w).is_file():
-        st = Path(w).stat()
-        out["weights"] = _file_digest(str(Path(w).resolve()), st.st_size, st.st_mtime_ns)
-    try: meta = get_spec(cfg.dataset).root(cfg.data_root) / "meta.json"
-    except MicroclipError: meta = None
-    if meta is not None and meta.is_file(): out["dataset"] = sha256(meta)[:16]
-    parts = dataset_fingerprint(cfg)
-    if parts is not None: out.update(content=_digest(parts), content_parts=parts)
-    return out
-
-# %% ../nbs/11_train.ipynb #c010b
-def record_content(cfg: Config) -> str | None:
-    "Write a generated dataset's content digest to `CONTENT_FILE` in its folder (its generator calls this when done)."
-    fp = input_fingerprint(cfg)
-    if "content" not in fp: return None
-    write_json(get_spec(cfg.dataset).root(cfg.data_root) / CONTENT_FILE, {"content": fp["content"]})
-    return fp["content"]
-
-def run_identity(cfg: Config, fp: dict | None = None) -> dict:
-    "The inputs that name a run: `input_fingerprint` less a generated dataset's content while its generator's record matches it."
-    fp = input_fingerprint(cfg) if fp is None else fp
-    ident = {k: fp[k] for k in ("weights", "dataset") if k in fp}
-    if "content" in fp:
-        try: made = json.loads((get_spec(cfg.dataset).root(cfg.data_root) / CONTENT_FILE).read_text()).get("content")
-        except (OSError, ValueError, MicroclipError): made = None
-        if "dataset" not in fp or (made is not None and fp["content"] != made): ident["content"] = fp["content"]
-    return ident
-
-def input_changes(cfg: Config, recorded: dict | None, now: dict | None = None) -> list[str]:
-    "What differs between the inputs a run recorded (`env.json` → `inputs`) and today's, among those that name a run."
-    if recorded is None: return []                          # recorded nothing: only its folder name can tell (reports)
-    now = input_fingerprint(cfg) if now is None else now
-    ident, what = run_identity(cfg, now), {"weights": "the weights file", "dataset": "the generated dataset (meta.json)"}
-    out = [f"{what[k]} changed" for k in what if k in recorded and k in ident and recorded[k] != ident[k]]
-    if "content" in ident and "content" not in recorded:
-        out.append("the run predates content tracking: microclip did not record its class list, descriptions, templates "
-                   "and image files, so it cannot be tied to today's")
-    elif "content" in ident and recorded["content"] != ident["content"]:
-        old, new = recorded.get("content_parts", {}), now["content_parts"]
-        parts = [f"{k} changed" for k in ("classes", "descriptions", "templates") if old.get(k) != new.get(k)]
-        if old.get("images") != new.get("images"):
-            n0, n1 = old.get("n_images"), new.get("n_images")
-            parts.append("image files changed" + (f" ({n0} → {n1} images)" if n0 != n1 else " (edited or replaced)"))
-        out += parts or ["the dataset's content changed"]
-    return out
-
-def run_hash(cfg: Config, ignore=("device", "workers")) -> str:
-    "`config_hash` of the settings, combined with the `run_identity` of its inputs when there is one."
-    h, fp = config_hash(cfg, ignore=ignore), run_identity(cfg)
-    return hashlib.sha1(json.dumps([h, fp], sort_keys=True).encode()).hexdigest()[:10] if fp else h
-
-def run_name(cfg: Config) -> str:
-    return f"{cfg.method}-{cfg.backbone}-s{cfg.seed}-{run_hash(cfg)}"
-
-def dataset_folder(dataset: str) -> str:
-    "The runs sub-folder of a dataset: its registered name, or the last component of a custom dataset's path."
-    return Path(dataset).name if ("/" in dataset or os.sep in dataset) else dataset
-
-def default_run_dir(cfg: Config) -> Path:
-    "`runs_dir()/<dataset>/<method>-<backbone>-s<seed>-<config hash>`"
-    return runs_dir() / dataset_folder(cfg.dataset) / run_name(cfg)
-
-def environment(device, cfg: Config | None = None) -> dict:
-    "What produced a run: versions, device, threads, git commit and, given `cfg`, the `input_fingerprint` of its files."
-    import open_clip
-    try: commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                 cwd=Path(microclip.__file__).parent).stdout.strip() or None
-    except Exception: commit = None
-    return {"microclip": microclip.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "threads": torch.get_num_threads(), "git_commit": commit, "argv": sys.argv,
-            **({"inputs": input_fingerprint(cfg)} if cfg is not None else {})}
-
-# %% ../nbs/11_train.ipynb #c010c
-LOCK_ENV = "MICROCLIP_RUN_LOCK"            # the run folder whose lock this process (or its parent) holds
-
-class RunLocked(MicroclipError):
-    "Another live process holds the run folder's lock."
-
-def _lock_owner(run: Path) -> dict:
-    try: return json.loads((run / "run.lock").read_text())
-    except (OSError, ValueError): return {}
-
-def take_run_lock(run) -> bool:
-    "Create `run/run.lock` for this process; False if a live process holds it (a dead owner's lock on this host is taken over)."
-    import socket
-    run = Path(run); p, me = run / "run.lock", {"host": socket.gethostname(), "pid": os.getpid()}
-    for _ in range(2):
-        try:
-            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            with os.fdopen(fd, "w") as f: json.dump(me, f)
-            return True
-        except FileExistsError:
-            owner = _lock_owner(run)
-            if owner.get("host") != me["host"]: return False
-            try: os.kill(int(owner.get("pid", -1)), 0); return False      # its owner is alive
-            except (ProcessLookupError, ValueError): p.unlink(missing_ok=True)   # stale: the owner died
-            except PermissionError: return False
-    return False
-
-@contextmanager
-def run_lock(run):
-    "Hold `run/run.lock` while the block runs, or raise naming its holder; re-entrant for the holder's child processes."
-    run = Path(run); key = str(run.resolve())
-    if os.environ.get(LOCK_ENV) == key: yield; return           # a study holds it and runs this run's notebook
-    if not take_run_lock(run):
-        o = _lock_owner(run)
-        raise RunLocked(f"run folder {run} is in use by process {o.get('pid', '?')} on {o.get('host', '?')} "
-                             "(another `microclip train` or study of the same run); wait for it to finish, then rerun "
-                             "to get its results — or, if no such process exists, delete run.lock")
-    before = os.environ.get(LOCK_ENV); os.environ[LOCK_ENV] = key
-    try: yield
-    finally:
-        if before is None: os.environ.pop(LOCK_ENV, None)
-        else: os.environ[LOCK_ENV] = before
-        (run / "run.lock").unlink(missing_ok=True)
-
-RUN_FILES = ("final.json", "checkpoint.pt", "metrics.jsonl", "error.json", "config.yaml", "env.json")   # final.json first
-
-def retire_run_files(run) -> Path | None:
-    "Move a run folder's results into `retired/<UTC time>/` (`final.json` first), so none outlives a restart."
-    run = Path(run); names = [n for n in RUN_FILES if (run / n).exists()]
-    if not names: return None
-    dst = run / "retired" / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
-    dst.mkdir(parents=True, exist_ok=True)
-    for n in names: os.replace(run / n, dst / n)
-    return dst
-
-def clean_stale_tmp(run) -> list[Path]:
-    "Delete the temporary files a killed write left in `run` (call it while holding the run's lock)."
-    stale = [p for p in Path(run).glob(".*.tmp") if p.is_file()]
-    for p in stale: p.unlink(missing_ok=True)
-    return stale
-
-def check_run_folder(run, cfg: Config, fp: dict | None = None) -> None:
-    "Refuse a folder that holds another run: other settings (`config.yaml`) or other inputs (`env.json` → `inputs`)."
-    run = Path(run); again = "choose another --run-dir, or pass --no-resume to move its files to retired/ and start over there"
-    try:
-        old = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else None
-        env = json.loads((run / "env.json").read_text()) if (run / "env.json").exists() else {}
-        oc = None if old is None else Config.from_dict({**LATE_OPTIONS, **old}, source=str(run / "config.yaml"))
-    except (OSError, ValueError, TypeError, yaml.YAMLError, MicroclipError) as e:
-        raise MicroclipError(f"run folder {run} holds files this run cannot use ({type(e).__name__}: {e}); {again}") from None
-    if oc is not None and config_hash(oc) != config_hash(cfg):
-        diff = [f"{k}={getattr(oc, k)!r} there, {getattr(cfg, k)!r} here" for k in cfg.to_dict()
-                if k not in ("device", "workers") and getattr(oc, k) != getattr(cfg, k)]
-        raise MicroclipError(f"run folder {run} holds a run with different settings ({'; '.join(diff[:4])}); {again}")
-    changes = input_changes(cfg, env.get("inputs"), fp) if (run / "env.json").exists() else []
-    if changes: raise MicroclipError(f"run folder {run} holds a run of other input files ({'; '.join(changes)}), so its "
-                                     f"results are not this run's; omit --run-dir to train into a new folder, or pass --no-resume to move its files to retired/ and start over "
-                                     "there")
 
 # %% ../nbs/11_train.ipynb #c013
 def trainable_state(model: MicroCLIP) -> dict:

@@ -11,8 +11,10 @@ from PIL import Image
 
 from microclip.cli import main
 from microclip.core import MicroclipError, load_config, parse_overrides, umask
+from microclip import runs as R
 from microclip import train as T
-from microclip.train import default_run_dir, run_name, train
+from microclip.runs import default_run_dir, run_name
+from microclip.train import train
 
 from test_reliability import TINY, make_folder
 
@@ -48,7 +50,7 @@ def test_edited_descriptions_or_image_give_a_new_run_and_the_old_one_is_stale(tm
     img = data / "train" / "elm owl" / "1.png"                  # one image edited in place (same name, same folder)
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
     os.utime(img, ns=(1, 1))
-    T._CONTENT_CACHE.clear()                                    # a new process: the folder is scanned again
+    R._CONTENT_CACHE.clear()                                    # a new process: the folder is scanned again
     assert default_run_dir(cfg) not in (first, second)
     assert "image files changed" in load_runs(runs).stale_reason[0]
 
@@ -57,12 +59,12 @@ def test_generated_dataset_keeps_its_run_names_until_edited(tmp_path):
     data = make_folder(tmp_path / "gen")
     (data / "meta.json").write_text('{"params": 1}')            # as the microworld generator writes it
     cfg = cfg_of(data)
-    assert set(T.run_identity(cfg)) == {"dataset"}              # no content record yet: named as before content tracking
+    assert set(R.run_identity(cfg)) == {"dataset"}              # no content record yet: named as before content tracking
     name = run_name(cfg)
-    T.record_content(cfg)                                       # what generate_microworld does when done
+    R.record_content(cfg)                                       # what generate_microworld does when done
     assert run_name(cfg) == name
     (data / "templates.txt").write_text("a blurry photo of a {}.\n")
-    assert run_name(cfg) != name and "content" in T.run_identity(cfg)
+    assert run_name(cfg) != name and "content" in R.run_identity(cfg)
 
 
 # --- 3. a run folder is only reused by the run it was made for ------------------------------------------------------
@@ -82,7 +84,7 @@ def test_run_dir_with_changed_inputs_is_refused(tmp_path):
     run = tmp_path / "run"
     train(cfg_of(data), run_dir=run, progress=False)
     (data / "classes.txt").write_text("ash owl\nelm owl\noak owl\n\n")   # same classes, same content ...
-    T._CONTENT_CACHE.clear()
+    R._CONTENT_CACHE.clear()
     train(cfg_of(data), run_dir=run, progress=False)                    # ... so the run is still this run's
     (data / "descriptions.json").write_text(json.dumps({c: [f"an {c}."] for c in ["ash owl", "elm owl", "oak owl"]}))
     with pytest.raises(MicroclipError, match="descriptions changed"):
