@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #c002
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, random, time
+import contextlib, dataclasses, json, math, random, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -17,6 +17,7 @@ from .core import Config, MicroclipError, config_hash, get_device, set_seed, tor
 from .backbone import Backbone
 from .datasets import IMAGE_EXTS, get_spec, load_split, read_image
 from .descriptions import dataset_descriptions
+from .distributed import Dist, GlobalBatches, ShardedMarginal, average_gradients, init_distributed   # notebook 11b
 from .dka import gamma_at
 from .evaluate import evaluate
 from .losses import RunningMarginal, self_training_loss
@@ -30,8 +31,8 @@ from .views import DeviceViews, SeededSamples, TrainViews, collate_views, eval_t
 
 # %% auto #0
 __all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'ignored_files', 'prepare', 'check_inputs', 'trainable_state',
-           'load_trainable', 'Dist', 'init_distributed', 'GlobalBatches', 'ShardedMarginal', 'average_gradients',
-           'token_stats', 'train_step', 'compile_blocks', 'train_views', 'train', 'param_groups', 'load_model']
+           'load_trainable', 'token_stats', 'train_step', 'param_groups', 'compile_blocks', 'train_views', 'train',
+           'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -125,66 +126,6 @@ def load_trainable(model: MicroCLIP, state: dict, source: str = "checkpoint") ->
 def _rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
-# %% ../nbs/11_train.ipynb #c015
-@dataclass
-class Dist:
-    rank: int = 0          # this process among all processes
-    world: int = 1         # number of processes
-    local_rank: int = 0    # this process on its node (= its GPU)
-    @property
-    def main(self) -> bool: return self.rank == 0
-
-def init_distributed(device_spec: str = "auto") -> tuple[Dist, torch.device, bool]:
-    "(Dist, device, started) from torchrun's environment; starts the process group when there are several processes."
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = get_device(device_spec)
-    if world == 1: return Dist(), device, False
-    import torch.distributed as dist
-    d = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if device.type == "cuda":
-        device = torch.device("cuda", d.local_rank)
-        torch.cuda.set_device(device)
-    started = not dist.is_initialized()
-    if started: dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return d, device, started
-
-# %% ../nbs/11_train.ipynb #c018
-class GlobalBatches(torch.utils.data.Sampler):
-    "This process's share of each global batch of a seeded permutation of `n` items."
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1):
-        self.n, self.batch_size, self.seed, self.shuffle, self.rank, self.world = n, batch_size, seed, shuffle, rank, world
-
-    def global_sizes(self) -> list[int]:
-        "Size of each global batch."
-        sizes = [min(self.batch_size, self.n - i) for i in range(0, self.n, self.batch_size)]
-        return [s for s in sizes if s >= self.world]
-
-    def __iter__(self):
-        order = (torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)) if self.shuffle
-                 else torch.arange(self.n))
-        for chunk, _ in zip(order.split(self.batch_size), self.global_sizes()):
-            yield chunk.tensor_split(self.world)[self.rank].tolist()
-
-    def __len__(self): return len(self.global_sizes())
-
-# %% ../nbs/11_train.ipynb #c021
-class ShardedMarginal(RunningMarginal):
-    "A `RunningMarginal` whose batch mean runs over the global batch of all processes."
-    def update(self, probs: torch.Tensor) -> torch.Tensor:
-        from torch.distributed.nn.functional import all_reduce          # autograd-aware
-        s = torch.cat([probs.sum(0), probs.new_tensor([probs.shape[0]])])  # (C+1,) class sums, count
-        s = all_reduce(s)
-        return super().update((s[:-1] / s[-1])[None])                  # (1, C): its mean is the global mean
-
-def average_gradients(params, world: int) -> None:
-    "All-reduce the gradients of `params` in one flat buffer and divide by `world`."
-    import torch.distributed as dist
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    for p, g in zip(params, flat.split([q.numel() for q in params])): p.grad = g.view_as(p)
-
 # %% ../nbs/11_train.ipynb #c022b
 @torch.no_grad()
 def token_stats(model: MicroCLIP, feats, target: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -244,6 +185,15 @@ def train_step(model: MicroCLIP, batch, opt, marginal: RunningMarginal, cfg: Con
             scaler.step(opt); scaler.update()
         else: opt.step()
     return out
+
+# %% ../nbs/11_train.ipynb #c040
+def param_groups(model: MicroCLIP, cfg: Config) -> list[dict]:
+    "AdamW groups: SOAP's parameters at `soap_lr_scale`·lr, the LayerNorms and W* at lr (released: one lr for all)."
+    named = model.trainable_parameters()
+    soap = [p for n, p in named if n.startswith("soap.")]
+    groups = [dict(params=[p for n, p in named if not n.startswith("soap.")], lr_scale=1.0)]
+    if soap: groups.append(dict(params=soap, lr_scale=cfg.soap_lr_scale))
+    return [dict(g, lr=cfg.lr * g["lr_scale"], weight_decay=cfg.weight_decay) for g in groups]
 
 # %% ../nbs/11_train.ipynb #c031
 def _loader(ds, cfg: Config, device, batch_sampler=None, batch_size: int | None = None, seed: int = 0) -> DataLoader:
@@ -328,15 +278,6 @@ def train(cfg: Config, run_dir=None, resume: bool = True, progress: bool = True,
     try: return _train(cfg, inputs, dist, device, run_dir, resume, progress, stop_after)
     finally:
         if started: torch.distributed.destroy_process_group()
-
-# %% ../nbs/11_train.ipynb #c040
-def param_groups(model: MicroCLIP, cfg: Config) -> list[dict]:
-    "AdamW groups: SOAP's parameters at `soap_lr_scale`·lr, the LayerNorms and W* at lr (released: one lr for all)."
-    named = model.trainable_parameters()
-    soap = [p for n, p in named if n.startswith("soap.")]
-    groups = [dict(params=[p for n, p in named if not n.startswith("soap.")], lr_scale=1.0)]
-    if soap: groups.append(dict(params=soap, lr_scale=cfg.soap_lr_scale))
-    return [dict(g, lr=cfg.lr * g["lr_scale"], weight_decay=cfg.weight_decay) for g in groups]
 
 # %% ../nbs/11_train.ipynb #c043
 def _final(run: Path) -> dict:
