@@ -12,7 +12,8 @@ from .core import MicroclipError, load_config, reports_dir, runs_dir, data_dir, 
 from .backbone import project_weights, PROJECT_WEIGHTS
 from .microworld import generate_microworld
 from . import tinyclip
-from .train import train, default_run_dir, load_model
+from .train import train, load_model
+from .runs import default_run_dir
 from .datasets import get_spec, load_split
 from .views import eval_transform
 from .evaluate import evaluate, per_class_accuracy

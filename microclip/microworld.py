@@ -444,7 +444,7 @@ def generate_microworld(root=None, seed: int = 0, n_train: int = 150, n_test: in
 
 def _record(root: Path, only_if_missing: bool = False) -> Path:
     "Record the content digest of the world as generated: runs keep their folder names until its files are edited."
-    from microclip.train import CONTENT_FILE, record_content
+    from microclip.runs import CONTENT_FILE, record_content
     from microclip.core import Config
     if not (only_if_missing and (root / CONTENT_FILE).exists()):
         record_content(Config(dataset="microworld", data_root=str(root), descriptions=None))
