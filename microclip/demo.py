@@ -213,7 +213,7 @@ def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minut
         s["gates"] = _gates(s)
     return s
 
-def start_of_adaptation(diag: dict, start: dict, views: dict | None = None) -> dict:
+def start_of_adaptation(start: dict, views: dict | None = None) -> dict:
     "Where adaptation starts: best zero-shot head, per-class top-1 of every head, [FG] vs [CLS], views' ratio."
     heads = {k[len("test zero-shot: "):]: v for k, v in start.items() if k.startswith("test zero-shot: ")}
     best = max(heads, key=heads.get)
@@ -280,7 +280,7 @@ def run_demo(seeds=(0, 1, 2), out=None, progress: bool = True, overrides: dict |
     weights = ensure_tiny_clip(progress)
     diag = tinyclip.diagnose(str(weights), root)
     views = view_robustness(weights, root, progress=progress, ops=True)   # and each RandAugment op alone
-    start = start_of_adaptation(diag, adaptation_diagnostics(weights, root, progress=progress, train_split=False,
+    start = start_of_adaptation(adaptation_diagnostics(weights, root, progress=progress, train_split=False,
                                                              per_class=True), views)
     fsal = frozen_saliency(weights, root, progress=progress)
     best = best_ncut_features(fsal.to_dict(orient="index"))
