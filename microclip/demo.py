@@ -163,22 +163,15 @@ def _gates(s: dict) -> dict:
     st, fs = s["start"], s["frozen_saliency"]
     best = max(fs.values(), key=lambda v: v["iou_object"])
     best_peak = max(v.get("point_object", 0) for v in fs.values())
-    gap = s["linear_probe_top1"] - st["best_zeroshot_top1"]
-    g = {"linear probe >= 90": s["linear_probe_top1"],
-         "best zero-shot 15-35 points under the probe": round(gap, 2),
-         "no class below 20 % zero-shot (best head)": st["best_head_min_class_top1"],
-         "strong view >= 0.6 x weak view": st.get("strong_over_weak"),
-         "NCut object IoU >= 0.45 (best input and rule)": round(best["iou_object"], 3),
-         "SOAP attention peak on the object >= 70 % (best input and rule)": round(100 * best_peak, 1),
-         "[FG] below [CLS] before training": [st["fg_top1"], st["cls_top1"]]}
-    holds = {"linear probe >= 90": g["linear probe >= 90"] >= 90,
-             "best zero-shot 15-35 points under the probe": 15 <= gap <= 35,
-             "no class below 20 % zero-shot (best head)": st["best_head_min_class_top1"] >= 20,
-             "strong view >= 0.6 x weak view": st.get("strong_over_weak") is not None and st["strong_over_weak"] >= 0.6,
-             "NCut object IoU >= 0.45 (best input and rule)": best["iou_object"] >= 0.45,
-             "SOAP attention peak on the object >= 70 % (best input and rule)": best_peak >= 0.7,
-             "[FG] below [CLS] before training": st["fg_top1"] < st["cls_top1"]}
-    return {k: {"value": v, "holds": bool(holds[k])} for k, v in g.items()}
+    gap, ratio = s["linear_probe_top1"] - st["best_zeroshot_top1"], st.get("strong_over_weak")
+    rows = [("linear probe >= 90", s["linear_probe_top1"], s["linear_probe_top1"] >= 90),
+            ("best zero-shot 15-35 points under the probe", round(gap, 2), 15 <= gap <= 35),
+            ("no class below 20 % zero-shot (best head)", st["best_head_min_class_top1"], st["best_head_min_class_top1"] >= 20),
+            ("strong view >= 0.6 x weak view", ratio, ratio is not None and ratio >= 0.6),
+            ("NCut object IoU >= 0.45 (best input and rule)", round(best["iou_object"], 3), best["iou_object"] >= 0.45),
+            ("SOAP attention peak on the object >= 70 % (best input and rule)", round(100 * best_peak, 1), best_peak >= 0.7),
+            ("[FG] below [CLS] before training", [st["fg_top1"], st["cls_top1"]], st["fg_top1"] < st["cls_top1"])]
+    return {k: {"value": v, "holds": bool(h)} for k, v, h in rows}
 
 def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minutes: float, views: dict | None = None,
                    start: dict | None = None, frozen_saliency: pd.DataFrame | None = None) -> dict:
@@ -186,7 +179,12 @@ def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minut
     zs_cols = [c for c in runs.columns if c.startswith("zs_")]
     zs = runs[zs_cols].iloc[0].to_dict()                   # identical for every run: frozen model, same test set
     runs = runs if "variant" in runs else runs.assign(variant=runs.method)
-    by = {v: _seed_stats(r) for v, r in runs.groupby("variant", sort=False)}
+    by = {}
+    for v, r in runs.groupby("variant", sort=False):                # one group per variant: its seeds' statistics
+        by[v] = _seed_stats(r)
+        if "top1_fg" in r and r.top1_fg.notna().all():
+            by[v].update(top1_fg_mean=round(float(r.top1_fg.astype(float).mean()), 2),
+                         top1_cls_mean=round(float(r.top1_cls.astype(float).mean()), 2))
     s = {"chance": diag["chance"],
          "zeroshot_top1": {k[3:]: round(v, 2) for k, v in zs.items()},
          "linear_probe_top1": diag["linear_probe"],
@@ -194,10 +192,7 @@ def summarise_demo(runs: pd.DataFrame, diag: dict, saliency: pd.DataFrame, minut
          "adapted_top1_mean": by["microclip"]["mean"], "adapted_top1_std": by["microclip"]["std"],
          "adapted_top1_per_seed": by["microclip"]["per_seed"], "baseline_top1_per_seed": by["baseline"]["per_seed"],
          "gain_over_best_zeroshot": round(by["microclip"]["mean"] - max(zs.values()), 2),
-         "variants": {v: {**st, **({"top1_fg_mean": round(float(r.top1_fg.astype(float).mean()), 2),
-                                    "top1_cls_mean": round(float(r.top1_cls.astype(float).mean()), 2)}
-                                   if "top1_fg" in r and r.top1_fg.notna().all() else {})}
-                      for (v, st), (_, r) in zip(by.items(), runs.groupby("variant", sort=False))},
+         "variants": by,
          "seeds": sorted(runs.seed.unique().tolist()),
          "spread": "sample standard deviation over seeds (ddof 1)",
          "saliency_iou": {r: round(v, 3) for r, v in saliency["iou_object"].items()},
