@@ -170,7 +170,7 @@ def cmd_data(a):
         rep = datasets.download_dataset(a.dataset, root=a.root, log=lambda s: print(s, file=sys.stderr, flush=True))
         if not rep.ok: raise MicroclipError(f"downloaded, but the dataset does not check out:\n{rep}")
         return rep
-    from microclip.train import check_inputs
+    from microclip.inputs import check_inputs
     rep = check_inputs(load_config(None, {"dataset": a.dataset, "data_root": a.root, **parse_overrides(a.set)}))
     if not rep.ok: raise MicroclipError(str(rep))                 # exit status 2: not ready to train
     return rep

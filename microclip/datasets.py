@@ -205,8 +205,9 @@ def list_datasets() -> list[str]:
     "Names of the registered datasets."
     return sorted(DATASETS)
 
-def get_spec(name: str) -> DatasetSpec:
-    "The spec of a registered dataset; an existing folder path gives an ad-hoc custom image-folder dataset."
+def get_spec(name: str | DatasetSpec) -> DatasetSpec:
+    "The spec of a registered dataset; an existing folder path gives an ad-hoc custom image-folder dataset; a spec is itself."
+    if isinstance(name, DatasetSpec): return name                  # already resolved (`inputs.prepare` passes it along)
     name = str(name)
     if name in DATASETS: return DATASETS[name]
     if name.lower() in NAME_ALIASES: return DATASETS[NAME_ALIASES[name.lower()]]
@@ -217,7 +218,7 @@ def get_spec(name: str) -> DatasetSpec:
     check_choice("dataset", name, list_datasets())
 
 # %% ../nbs/08_datasets.ipynb #c025
-def load_split(name: str, split: str, root=None, transform=None, skip_corrupt: bool = False, exif: bool = False,
+def load_split(name: str | DatasetSpec, split: str, root=None, transform=None, skip_corrupt: bool = False, exif: bool = False,
                **kw) -> ImageList:
     "Split `split` (`'train'` or `'test'`) of dataset `name` as an `ImageList`."
     spec = get_spec(name)

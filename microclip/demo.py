@@ -13,8 +13,9 @@ from .backbone import project_weights, PROJECT_WEIGHTS
 from .microworld import generate_microworld
 from . import tinyclip
 from .train import train, load_model
+from .inputs import prepare
 from .runs import default_run_dir
-from .datasets import get_spec, load_split
+from .datasets import load_split
 from .views import eval_transform
 from .evaluate import evaluate, per_class_accuracy
 from .saliency import saliency_scores, summarise, saliency_model, NCUT_RULES
@@ -67,10 +68,9 @@ def _tiny_clip_and_heads(weights=None, root=None):
     "The tiny CLIP (published weights by default), the world's folder, its classes and the zero-shot heads."
     weights = Path(weights) if weights is not None else project_weights("microclip-tiny", "microworld")
     root = Path(root) if root is not None else ensure_world()
-    classes = (root / "classes.txt").read_text().strip().split("\n")
+    inputs = prepare(load_config("microworld", {"data_root": str(root), "check_images": False}))   # what training reads
     bb = Backbone.from_name("microclip-tiny", pretrained=str(weights))
-    templates = get_spec("microworld").get_templates(root)          # what training reads (`train.prepare`)
-    return bb, root, classes, build_heads(bb, classes, json.loads((root / "descriptions.json").read_text()), templates)
+    return bb, root, inputs.classes, build_heads(bb, inputs.classes, inputs.descriptions, inputs.templates)
 
 @torch.no_grad()
 def adaptation_diagnostics(weights=None, root=None, config: str = "microworld", batch_size: int = 100, seed: int = 0,

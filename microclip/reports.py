@@ -14,13 +14,14 @@ from .core import Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir
 from .runs import (ZEROSHOT_FIELDS, input_changes, input_fingerprint, run_identity, run_name, run_status,
                             zeroshot_run_dir)
 from .study import ABLATIONS, PAPER_AXES
+from .datasets import BENCHMARKS   # the paper's 13 benchmarks: the dataset registry's one list
 
 # %% auto #0
-__all__ = ['PER_RUN', 'BENCHMARKS', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS', 'VARIANT_NOTES', 'FUSION_ORDERS', 'PL_LABELS',
-           'COARSE_FINE', 'RHO_READOUT', 'PAPER_ROWS', 'SALIENCY_COMMAND', 'PAPER', 'OTHER_REPORTS', 'DESCRIPTIONS',
-           'recipe_of', 'recipe_changes', 'stale_reason', 'run_inputs_current', 'load_runs', 'markdown_table',
-           'latex_table', 'write_table', 'summarise_seeds', 'pivot_cells', 'main_results', 'main_table_display',
-           'ablation_results', 'ablation_display', 'epoch_metrics', 'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma',
+__all__ = ['PER_RUN', 'PUBLISHED', 'RELEASED_LOG', 'METHOD_LABELS', 'VARIANT_NOTES', 'FUSION_ORDERS', 'PL_LABELS', 'COARSE_FINE',
+           'RHO_READOUT', 'PAPER_ROWS', 'SALIENCY_COMMAND', 'PAPER', 'OTHER_REPORTS', 'DESCRIPTIONS', 'recipe_of',
+           'recipe_changes', 'stale_reason', 'run_inputs_current', 'load_runs', 'markdown_table', 'latex_table',
+           'write_table', 'summarise_seeds', 'pivot_cells', 'main_results', 'main_table_display', 'ablation_results',
+           'ablation_display', 'epoch_metrics', 'fig_pseudo_labels', 'fig_test_top1', 'fig_gamma',
            'coarse_fine_results', 'paper_ablation', 'collect_saliency', 'saliency_summary', 'paper_tables',
            'copy_saliency', 'write_inventory', 'recipe_legend', 'main_legend', 'make_report', 'paper_index',
            'report_index', 'add_report_args', 'report_from_args']
@@ -154,8 +155,6 @@ def pivot_cells(summary: pd.DataFrame, row: str, order=None, average: bool = Tru
     return out
 
 # %% ../nbs/18_reports.ipynb #c018
-BENCHMARKS = ("birdsnap", "caltech101", "cars", "cub", "dtd", "eurosat", "fgvc", "flowers", "food101", "pets",
-              "resisc45", "sun397", "ucf101")
 PUBLISHED = {   # nbs/method.ipynb §11 — source: DPA (WACV 2025) poster, ViT-B/32, its 13-dataset protocol
     "zero-shot CLIP": {"average": 64.46, "flowers": 66.46, "dtd": 44.42, "eurosat": 43.84, "pets": 87.50, "cars": 58.74},
     "UPL": {"average": 64.05}, "POUF": {"average": 64.82},

@@ -46,13 +46,12 @@ def experiment_notebook(experiment: str) -> Path:
 def evaluate_zeroshot(cfg: Config, run_dir=None, progress: bool = True) -> dict:
     "Top-1 of the zero-shot heads on the test split; writes config, env, metrics and final.json to the run folder."
     import torch, yaml
-    from torch.utils.data import DataLoader
     from microclip.backbone import Backbone
     from microclip.core import get_device, set_seed
     from microclip.evaluate import evaluate
     from microclip.model import MicroCLIP, build_heads
     from microclip.runs import environment
-    from microclip.train import prepare                       # the input checks every run passes
+    from microclip.inputs import prepare                      # the resolved dataset and the checks every run passes
     from microclip.views import eval_transform
     inputs, device = prepare(cfg), get_device(cfg.device)
     run = Path(run_dir) if run_dir else zeroshot_run_dir(cfg)

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from .core import Config, MicroclipError, config_hash, get_device, set_seed, torch_save, write_json, write_text
 from .backbone import Backbone
-from .datasets import IMAGE_EXTS, get_spec, load_split, read_image
-from .descriptions import dataset_descriptions
+# the resolved dataset is notebook 08a's; its names stay importable from here for callers written before it moved
+from .inputs import Inputs, check_inputs, ignored_files, per_class_subset, prepare
 from .distributed import Dist, GlobalBatches, ShardedMarginal, average_gradients, init_distributed   # notebook 11b
 from .dka import gamma_at
 from .evaluate import evaluate
@@ -30,81 +30,13 @@ from .saliency import DEGENERATE_DENSITY, ncut_diagnostics
 from .views import DeviceViews, SeededSamples, TrainViews, collate_views, eval_transform, make_views, normalize_views
 
 # %% auto #0
-__all__ = ['cosine_lr', 'Inputs', 'per_class_subset', 'ignored_files', 'prepare', 'check_inputs', 'trainable_state',
-           'load_trainable', 'token_stats', 'train_step', 'param_groups', 'compile_blocks', 'train_views', 'train',
-           'load_model']
+__all__ = ['cosine_lr', 'trainable_state', 'load_trainable', 'token_stats', 'train_step', 'param_groups', 'compile_blocks',
+           'train_views', 'train', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     "Learning rate at iteration `step` of `total`."
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * step / max(1, total)))
-
-# %% ../nbs/11_train.ipynb #c008
-@dataclass
-class Inputs:
-    train: object          # ImageList of the train split (labels only used for reporting)
-    test: object           # ImageList of the test split
-    classes: list          # class names in label order
-    descriptions: dict     # {class: [sentences]} in class order
-    templates: list        # hand-crafted prompt templates
-    ignored: list = dataclasses.field(default_factory=list)   # files beside the images that are not images
-
-def per_class_subset(ds, n: int | None):
-    "Keep the first `n` samples of every class (in file order); `None` keeps everything."
-    if n is None: return ds
-    seen, keep = {}, []
-    for p, y in ds.samples:
-        seen[y] = seen.get(y, 0) + 1
-        if seen[y] <= n: keep.append((p, y))
-    ds.samples = keep
-    return ds
-
-def ignored_files(*splits) -> list[Path]:
-    "Files in the splits' image folders that are not listed as images (other extensions; hidden files aside)."
-    listed = {p for ds in splits for p, _ in ds.samples} | {p for ds in splits for p in ds.skipped}
-    folders = sorted({p.parent for p in listed})
-    return [f for d in folders for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".") and f not in listed]
-
-def prepare(cfg: Config) -> Inputs:
-    "Load and validate the dataset, class names, descriptions and templates named by `cfg` (`data check` runs this too)."
-    spec = get_spec(cfg.dataset)
-    exif = cfg.exif_orientation == "apply"
-    train = load_split(cfg.dataset, "train", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt, exif=exif)
-    test = load_split(cfg.dataset, "test", root=cfg.data_root, skip_corrupt=cfg.skip_corrupt, exif=exif)
-    train, test = per_class_subset(train, cfg.max_per_class), per_class_subset(test, cfg.max_per_class)
-    if cfg.check_images:
-        for ds in (train, test):
-            bad = ds.scan()                                      # drops them when skip_corrupt is set
-            if bad and not cfg.skip_corrupt:
-                try: read_image(bad[0], exif); why = str(bad[0])
-                except MicroclipError as e: why = str(e).removeprefix("cannot read image ")
-                raise MicroclipError(f"{len(bad)} unreadable image(s) in {ds.name}, e.g. {why}; remove or replace "
-                                     "them, or set skip_corrupt=true to skip and count them")
-    if train.classes != test.classes:
-        raise MicroclipError(f"dataset {cfg.dataset!r}: train and test splits list different classes")
-    empty = {ds.name: [c for y, c in enumerate(ds.classes) if y not in set(ds.targets)] for ds in (train, test)}
-    if any(empty.values()):                                      # would train on nothing / score NaN for them
-        raise MicroclipError("class(es) without a usable image: " + "; ".join(f"{k}: {v[:8]}" for k, v in empty.items() if v)
-                             + " — add images to their folders, or remove the classes from the class list")
-    descriptions = dataset_descriptions(cfg.dataset, path=cfg.descriptions, root=cfg.data_root)
-    return Inputs(train, test, list(train.classes), descriptions, list(spec.get_templates(cfg.data_root)),
-                  ignored_files(train, test))
-
-def check_inputs(cfg: Config):
-    "`microclip data check`: what is missing from the dataset's layout, then exactly the checks `train` runs (`prepare`)."
-    from microclip.datasets import check_dataset
-    rep = check_dataset(cfg.dataset, root=cfg.data_root)
-    if rep.missing or rep.problems: return rep
-    try: inputs = prepare(cfg)
-    except MicroclipError as e: rep.problems.append(str(e)); return rep
-    rep.sizes = {"train": len(inputs.train), "test": len(inputs.test)}
-    rep.notes += [f"skipped {len(ds.skipped)} unreadable image(s) in {ds.name} (skip_corrupt), e.g. {ds.skipped[0]}"
-                  for ds in (inputs.train, inputs.test) if ds.skipped]
-    if inputs.ignored:
-        exts = sorted({f.suffix.lower() or f.name for f in inputs.ignored})
-        rep.notes.append(f"ignored {len(inputs.ignored)} file(s) that are not images ({', '.join(exts[:8])}), "
-                         f"e.g. {inputs.ignored[0]}; microclip reads {', '.join(IMAGE_EXTS)}")
-    return rep
 
 # %% ../nbs/11_train.ipynb #c013
 def trainable_state(model: MicroCLIP) -> dict:
