@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch
 import torch.nn.functional as F
-from .core import MicroclipError, check_choice
+from .core import CHOICES, MicroclipError, check_choice
 
 # %% auto #0
 __all__ = ['GAMMA_SCHEDULES', 'tokenfusion_feature', 'fused_logits', 'aggregate_crops', 'pseudo_logits', 'gamma_at']
@@ -38,7 +38,7 @@ def pseudo_logits(prior_feat: torch.Tensor, W_llm: torch.Tensor, fused_feat: tor
     return gamma * (prior_feat @ W_llm.T) + (1 - gamma) * (fused_feat @ F.normalize(W_star, dim=-1).T)
 
 # %% ../nbs/04_dka.ipynb #c019
-GAMMA_SCHEDULES = ("constant", "linear")
+GAMMA_SCHEDULES = CHOICES["gamma_schedule"]      # the option's values: one source, `core.CHOICES`
 
 def gamma_at(gamma: float, schedule: str = "constant", progress: float = 0.) -> float:
     "γ at training progress ∈ [0, 1] under `schedule` (constant | linear)."

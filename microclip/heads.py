@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .core import MicroclipError, check_choice
+from .core import CHOICES, MicroclipError, check_choice
 
 # %% auto #0
 __all__ = ['hand_crafted_head', 'encode_descriptions', 'frozen_llm_head', 'mean_head', 'LearnableHead']
@@ -22,7 +22,7 @@ def _check_templates(templates):
 def hand_crafted_head(encode_fn: Callable[[list[str]], torch.Tensor], classnames: Sequence[str],
                       templates: Sequence[str], norm: str = "per_template") -> torch.Tensor:
     "Class embeddings [C, d] from prompt templates filled with each class name (see the equations above)."
-    check_choice("hand-crafted head normalisation", norm, ("per_template", "frobenius"))
+    check_choice("hand-crafted head normalisation", norm, CHOICES["hand_norm"])
     _check_templates(templates)
     C, T = len(classnames), len(templates)
     prompts = [t.format(c) for c in classnames for t in templates]

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import Config, MicroclipError
 from .backbone import Backbone
-from .soap import SOAP, ncut_foreground, ncut_input, soap_query, pool_tokens
+from .soap import POOL_KINDS, SOAP, ncut_foreground, ncut_input, soap_query, pool_tokens
 from .heads import LearnableHead, hand_crafted_head, encode_descriptions, frozen_llm_head, mean_head
 from .dka import aggregate_crops, pseudo_logits, tokenfusion_feature, fused_logits
 
@@ -35,7 +35,7 @@ class MicroCLIP(nn.Module):
         self.backbone, self.cfg = backbone, cfg
         backbone.freeze()
         self.use_fg = cfg.method == "microclip"
-        attn_pool = self.use_fg and cfg.soap_query not in ("pool_mean", "pool_masked")
+        attn_pool = self.use_fg and cfg.soap_query not in POOL_KINDS
         self.soap = SOAP(backbone.width, null_token=cfg.null_token) if attn_pool else None
         self.head = LearnableHead(w_init)                 # W*: (C, d), trained
         self.register_buffer("w_llm", w_llm.clone())      # W_LLM: (C, d), never trained

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .core import CHOICES, MicroclipError, check_choice
 
 # %% auto #0
-__all__ = ['NCUT_FEATURES', 'QUERY_KINDS', 'POOL_KINDS', 'ncut_fiedler', 'fiedler_mask', 'ncut_foreground', 'ncut_input',
+__all__ = ['NCUT_FEATURES', 'POOL_KINDS', 'QUERY_KINDS', 'ncut_fiedler', 'fiedler_mask', 'ncut_foreground', 'ncut_input',
            'masked_mean', 'SOAP', 'soap_query', 'pool_tokens', 'mask_to_image', 'crf_refine']
 
 # %% ../nbs/02_soap.ipynb #c005
@@ -80,7 +80,7 @@ class SOAP(nn.Module):
     "Saliency-guided attention pooling over patch tokens (nbs/method.ipynb §3); identity-initialised, bias-free."
     def __init__(self, width: int, null_token: str = "zero"):
         super().__init__()
-        check_choice("SOAP null_token", null_token, ("zero", "learnable"))
+        check_choice("SOAP null_token", null_token, CHOICES["null_token"])
         self.width, self.null_kind = width, null_token
         self.q_proj, self.k_proj, self.v_proj = (nn.Linear(width, width, bias=False) for _ in range(3))
         for lin in (self.q_proj, self.k_proj, self.v_proj): nn.init.eye_(lin.weight)
@@ -101,8 +101,8 @@ class SOAP(nn.Module):
     def extra_repr(self) -> str: return f"width={self.width}, null_token={self.null_kind!r}"
 
 # %% ../nbs/02_soap.ipynb #c033
-QUERY_KINDS = ("masked_mean", "cls", "mean", "random")
-POOL_KINDS = ("pool_mean", "pool_masked")
+POOL_KINDS = tuple(k for k in CHOICES["soap_query"] if k.startswith("pool_"))   # [FG] pooled without attention
+QUERY_KINDS = tuple(k for k in CHOICES["soap_query"] if k not in POOL_KINDS)    # the attention query of SOAP
 
 def soap_query(tokens: torch.Tensor, mask: torch.Tensor | None, kind: str = "masked_mean",
                cls: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
