@@ -17,8 +17,8 @@ from torch.utils.checkpoint import checkpoint
 from .core import PKG_DIR, MicroclipError, check_choice, data_dir, project_root, sha256
 
 # %% auto #0
-__all__ = ['CKPT_SUFFIXES', 'PROJECT_WEIGHTS', 'project_weights', 'uses_quick_gelu', 'weights_quick_gelu', 'check_activation',
-           'create_clip', 'tiny_clip', 'value_value', 'attention_keys', 'VisualOut', 'Backbone']
+__all__ = ['CKPT_SUFFIXES', 'PROJECT_WEIGHTS', 'project_weights', 'resolve_pretrained', 'uses_quick_gelu', 'weights_quick_gelu',
+           'check_activation', 'create_clip', 'tiny_clip', 'value_value', 'attention_keys', 'VisualOut', 'Backbone']
 
 # %% ../nbs/01_backbone.ipynb #c005
 _CONFIGS_REGISTERED = False
@@ -52,7 +52,8 @@ def project_weights(name: str, tag: str) -> Path | None:
     raise MicroclipError(f"weights {tag!r} of {name!r} not found at {data_dir() / rel}; run `make pretrain`")
 
 # %% ../nbs/01_backbone.ipynb #c009
-def _resolve_pretrained(name: str, pretrained: str | os.PathLike | None) -> str | None:
+def resolve_pretrained(name: str, pretrained: str | os.PathLike | None) -> str | None:
+    "What `pretrained` names for model `name`: the project's own weights file, an open_clip tag or an existing file (else one clear error)."
     if pretrained is None or ":" in name: return pretrained
     pretrained = str(pretrained)
     own = project_weights(name, pretrained)
@@ -103,7 +104,7 @@ def create_clip(name: str, pretrained: str | None = None, image_size: int | None
     "An open_clip model (random weights if `pretrained` is None) and its tokenizer; `kwargs` go to `create_model`."
     _register_project_configs()
     _check_model_name(name)
-    ckpt = _resolve_pretrained(name, pretrained)
+    ckpt = resolve_pretrained(name, pretrained)
     quick = weights_quick_gelu(name, ckpt)
     if quick: kwargs.setdefault("force_quick_gelu", True)       # the activation the weights were trained with
     try:

@@ -11,7 +11,7 @@ import torch
 import yaml
 import microclip
 from .core import LATE_OPTIONS, Config, MicroclipError, config_hash, runs_dir, sha256, write_json
-from .backbone import _resolve_pretrained
+from .backbone import resolve_pretrained
 from .datasets import get_spec
 from .descriptions import default_descriptions_path
 
@@ -68,7 +68,7 @@ def dataset_fingerprint(cfg: Config) -> dict | None:
 def input_fingerprint(cfg: Config) -> dict:
     "Digests of the inputs `cfg` reads beyond its settings: a local weights file, a generated dataset's `meta.json`, the dataset's content."
     out = {}
-    try: w = _resolve_pretrained(cfg.backbone, cfg.pretrained)
+    try: w = resolve_pretrained(cfg.backbone, cfg.pretrained)
     except MicroclipError: w = None                     # a bad name or missing file is reported when the run starts
     if w and Path(w).is_file():
         st = Path(w).stat()

@@ -122,8 +122,8 @@ class SeededSamples(Dataset):
         return getattr(self.ds, name)
 
 # %% ../nbs/07_views.ipynb #d001
-from timm.data.auto_augment import _RAND_INCREASING_TRANSFORMS
-RA_OPS = tuple(_RAND_INCREASING_TRANSFORMS)       # the ops of `inc1`, in timm's order (np.random.choice indexes it)
+from timm.data.auto_augment import rand_augment_transform
+RA_OPS = tuple(op.name for op in rand_augment_transform(RAND_AUGMENT, {}).ops)   # the `inc1` ops in timm's order (its draw indexes them)
 _NEGATED = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "ColorIncreasing", "ContrastIncreasing",
             "BrightnessIncreasing", "SharpnessIncreasing"}             # timm flips the sign of their level with p = ½
 _ENHANCE = {"ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"}
