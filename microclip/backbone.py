@@ -152,6 +152,7 @@ class VisualOut(NamedTuple):
     cls: torch.Tensor                    # (B, D)  ln_post([CLS]), not projected
     patches: torch.Tensor | None         # (B, N, D) last-block value-value tokens after ln_post, or None
     keys: torch.Tensor | None = None     # (B, N, D) last-block attention keys of the patches (no bias), if asked for
+    cls_attn: torch.Tensor | None = None # (B, N) head-averaged attention of [CLS] to the patches in the last block, if asked for
 
 def _check_supported(visual: nn.Module) -> None:
     kind = type(visual).__name__
@@ -209,8 +210,9 @@ def _embed(self: Backbone, images: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/01_backbone.ipynb #c024
 @patch
-def forward(self: Backbone, images: torch.Tensor, patches: bool = True, keys: bool = False) -> VisualOut:
-    "CLIP embedding `g` (B, d), unprojected [CLS] (B, D), if `patches` value-value tokens (B, N, D), if `keys` the last block's keys."
+def forward(self: Backbone, images: torch.Tensor, patches: bool = True, keys: bool = False,
+            cls_attention: bool = False) -> VisualOut:
+    "CLIP embedding `g` (B, d), unprojected [CLS] (B, D); if asked: value-value tokens, last-block keys, [CLS]'s attention."
     v = self.clip.visual
     x = self._embed(images)
     seq_first = not getattr(v.transformer, "batch_first", True)
@@ -233,7 +235,11 @@ def forward(self: Backbone, images: torch.Tensor, patches: bool = True, keys: bo
     if keys:
         k = attention_keys(blocks[-1], x)
         k = (k.transpose(0, 1) if seq_first else k)[:, 1:]              # (B, N, D), [CLS] dropped
-    return VisualOut(g, cls, p, k)
+    a = None
+    if cls_attention:                                                   # the block ran without weights: ask its attention again
+        h = blocks[-1].ln_1(x)
+        a = blocks[-1].attn(h, h, h, need_weights=True, average_attn_weights=True)[1][:, 0, 1:]   # (B, N) either layout
+    return VisualOut(g, cls, p, k, a)
 
 @patch
 def project(self: Backbone, x: torch.Tensor) -> torch.Tensor:

@@ -111,27 +111,19 @@ def ncut_diagnostics(cut_tokens: torch.Tensor, mask: torch.Tensor, fiedler: torc
 # %% ../nbs/15_saliency.ipynb #c021
 @torch.no_grad()
 def cls_attention(backbone, images: torch.Tensor) -> torch.Tensor:
-    "Head-averaged attention (B, N) of [CLS] to the patches in the last block: its `attn` with weights, on `ln_1` of its input."
-    v = backbone.clip.visual
-    x = backbone._embed(images)                                        # (B, 1+N, D)
-    seq_first = not getattr(v.transformer, "batch_first", True)
-    if seq_first: x = x.transpose(0, 1)                                # (1+N, B, D)
-    for blk in v.transformer.resblocks[:-1]: x = blk(x)
-    last = v.transformer.resblocks[-1]
-    h = last.ln_1(x)
-    w = last.attn(h, h, h, need_weights=True, average_attn_weights=True)[1]   # (B, 1+N, 1+N) whatever the layout
-    return w[:, 0, 1:]
+    "Head-averaged attention (B, N) of [CLS] to the patches in the last block (`Backbone.forward(..., cls_attention=True)`)."
+    return backbone(images, patches=False, cls_attention=True).cls_attn
 
 # %% ../nbs/15_saliency.ipynb #c025
 @torch.no_grad()
 def saliency_maps(model, images: torch.Tensor) -> dict:
     "Token maps of a batch (B,3,S,S): the NCut mask (B, N) for every `ncut_features` choice, [CLS] and SOAP [FG] attention."
     c, bb = model.cfg, model.backbone
-    out = bb(images, patches=True, keys=True)
+    out = bb(images, patches=True, keys=True, cls_attention=True)      # one pass: tokens, keys and [CLS]'s attention
     masks = {f: ncut_foreground(ncut_input(out.patches, out.keys, f), tau=c.ncut_tau, threshold=c.ncut_threshold,
                                 sign=c.ncut_sign)[0] for f in NCUT_FEATURES}
     attn = model.encode(images).attn if model.use_fg else None        # (B, N+1): the model's own cut and query
-    return {"masks": masks, "cls": cls_attention(bb, images),
+    return {"masks": masks, "cls": out.cls_attn,
             "fg": None if attn is None else attn[:, :-1], "null": None if attn is None else attn[:, -1]}
 
 # %% ../nbs/15_saliency.ipynb #c028
