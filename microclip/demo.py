@@ -19,7 +19,7 @@ from .datasets import load_split
 from .views import eval_transform
 from .evaluate import evaluate, per_class_accuracy
 from .saliency import saliency_scores, summarise, saliency_model, NCUT_RULES
-from .reports import markdown_table
+from .reports import METHOD_LABELS, markdown_table   # one label per method, as in the study's tables
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -224,8 +224,7 @@ def start_of_adaptation(start: dict, views: dict | None = None) -> dict:
 
 def summary_markdown(s: dict) -> str:
     zs = "\n".join(f"| zero-shot: {k} | {v:.2f} | — |" for k, v in s["zeroshot_top1"].items())
-    names = {"baseline": "plain self-training ([CLS], learnable head)", "microclip": "microCLIP (released defaults)"}
-    var = "\n".join(f"| {names.get(v, v)} | {st['mean']:.2f} | {st['std'] if st['std'] is not None else '—'} |"
+    var = "\n".join(f"| {METHOD_LABELS.get(v, v)} | {st['mean']:.2f} | {st['std'] if st['std'] is not None else '—'} |"
                     for v, st in s.get("variants", {}).items())
     return (f"# Microworld results\n\nTest top-1 (%), {len(s['seeds'])} seeds ({s['seeds']}); chance {s['chance']}%.\n\n"
             f"| method | top-1 mean | spread (sample s.d. over seeds) |\n|---|---|---|\n{zs}\n{var}\n"
