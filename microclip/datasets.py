@@ -19,9 +19,9 @@ __all__ = ['IMAGE_EXTS', 'CLASSNAMES_FILE', 'DEFAULT_TEMPLATES', 'DATASETS', 'NA
            'MICROWORLD_TEMPLATES', 'TEMPLATES', 'EUROSAT_FOLDERS', 'CALTECH_FOLDERS', 'BENCHMARKS', 'DOWNLOAD_DIR',
            'DONE_FILE', 'CALTECH_SKIP', 'COOP_DATASETS', 'MANUAL_STEPS', 'to_rgb', 'read_image', 'ImageList',
            'benchmark_classes', 'name_key', 'name_labeler', 'index_labeler', 'folder_samples', 'DatasetSpec',
-           'register_dataset', 'list_datasets', 'get_spec', 'load_split', 'read_class_map', 'read_classes',
-           'read_templates', 'ratio_split', 'image_folder_spec', 'register_image_folder', 'DatasetReport',
-           'check_dataset', 'Downloader', 'caltech_split', 'sun397_split', 'download_dataset']
+           'register_dataset', 'list_datasets', 'dataset_path', 'get_spec', 'load_split', 'read_class_map',
+           'read_classes', 'read_templates', 'ratio_split', 'image_folder_spec', 'register_image_folder',
+           'DatasetReport', 'check_dataset', 'Downloader', 'caltech_split', 'sun397_split', 'download_dataset']
 
 # %% ../nbs/08_datasets.ipynb #c005
 IMAGE_EXTS = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -205,14 +205,20 @@ def list_datasets() -> list[str]:
     "Names of the registered datasets."
     return sorted(DATASETS)
 
+def dataset_path(name: str) -> Path | None:
+    "The folder a dataset name points to, or None for a registered name or alias — the one rule for 'is this a path'."
+    name = str(name)
+    if name in DATASETS or name.lower() in NAME_ALIASES: return None
+    return Path(name).expanduser() if ("/" in name or os.sep in name or Path(name).expanduser().is_dir()) else None
+
 def get_spec(name: str | DatasetSpec) -> DatasetSpec:
     "The spec of a registered dataset; an existing folder path gives an ad-hoc custom image-folder dataset; a spec is itself."
     if isinstance(name, DatasetSpec): return name                  # already resolved (`inputs.prepare` passes it along)
     name = str(name)
     if name in DATASETS: return DATASETS[name]
     if name.lower() in NAME_ALIASES: return DATASETS[NAME_ALIASES[name.lower()]]
-    if os.sep in name or Path(name).expanduser().is_dir():
-        p = Path(name).expanduser()
+    p = dataset_path(name)
+    if p is not None:
         if not p.is_dir(): raise MicroclipError(f"dataset folder {p} does not exist")
         return image_folder_spec(str(p), dirname=str(p.resolve()), title=p.name)
     check_choice("dataset", name, list_datasets())

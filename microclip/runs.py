@@ -12,7 +12,7 @@ import yaml
 import microclip
 from .core import LATE_OPTIONS, Config, MicroclipError, config_hash, runs_dir, sha256, write_json
 from .backbone import resolve_pretrained
-from .datasets import get_spec
+from .datasets import NAME_ALIASES, dataset_path, get_spec
 from .descriptions import default_descriptions_path
 
 # %% auto #0
@@ -125,8 +125,9 @@ def run_name(cfg: Config) -> str:
     return f"{cfg.method}-{cfg.backbone}-s{cfg.seed}-{run_hash(cfg)}"
 
 def dataset_folder(dataset: str) -> str:
-    "The runs sub-folder of a dataset: its registered name, or the last component of a custom dataset's path."
-    return Path(dataset).name if ("/" in dataset or os.sep in dataset) else dataset
+    "The runs sub-folder of a dataset: its registered name (aliases resolved), or the last component of a custom dataset's path."
+    p = dataset_path(dataset)                                          # the registry's rule for 'is this a path'
+    return p.name if p is not None else NAME_ALIASES.get(dataset.lower(), dataset)
 
 def default_run_dir(cfg: Config) -> Path:
     "`runs_dir()/<dataset>/<method>-<backbone>-s<seed>-<config hash>`"
