@@ -211,8 +211,10 @@ def _embed(self: Backbone, images: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/01_backbone.ipynb #c024
 @patch
 def forward(self: Backbone, images: torch.Tensor, patches: bool = True, keys: bool = False,
-            cls_attention: bool = False) -> VisualOut:
+            cls_attention: bool = False, dense: int | None = None) -> VisualOut:
     "CLIP embedding `g` (B, d), unprojected [CLS] (B, D); if asked: value-value tokens, last-block keys, [CLS]'s attention."
+    # dense=n: the token outputs (patches, keys, cls_attn) for the first n images only — one pass over a batch whose
+    # tail needs only g (the teacher's weak view and its crops)
     v = self.clip.visual
     x = self._embed(images)
     seq_first = not getattr(v.transformer, "batch_first", True)
@@ -226,6 +228,7 @@ def forward(self: Backbone, images: torch.Tensor, patches: bool = True, keys: bo
     x_cls = out[0] if seq_first else out[:, 0]                          # (B, D)
     cls = v.ln_post(x_cls)
     g = F.normalize(cls @ v.proj, dim=-1)
+    if dense is not None: x = x[:, :dense] if seq_first else x[:dense]   # what the token outputs are computed from
     p = None
     if patches:
         vv = value_value(blocks[-1], x)                                 # computed once, at the last block only

@@ -47,10 +47,10 @@ class MicroCLIP(nn.Module):
         "Named parameters that receive gradients (visual LayerNorms, SOAP, W*)."
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
-    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> Features:
-        "Global feature and, for microCLIP, the SOAP [FG] feature of `images` (B, 3, S, S)."
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None, dense: int | None = None) -> Features:
+        "Global feature and, for microCLIP, the SOAP [FG] feature of `images` (B, 3, S, S) — of the first `dense` only, if given."
         c = self.cfg
-        out = self.backbone(images, patches=self.use_fg, keys=self.use_fg and c.ncut_features == "keys")
+        out = self.backbone(images, patches=self.use_fg, keys=self.use_fg and c.ncut_features == "keys", dense=dense)
         if not self.use_fg: return Features(out.g)
         P = out.patches                                                # P: (B, N, D)
         cut_on = ncut_input(P.detach(), out.keys, c.ncut_features)    # released training: P itself
@@ -61,7 +61,7 @@ class MicroCLIP(nn.Module):
             q = soap_query(P, mask, c.soap_query, cls=out.cls, generator=generator)
             pooled, attn = self.soap(P, mask, query=q)                 # (B, D), (B, N+1)
         f = F.normalize(self.backbone.project(pooled), dim=-1)
-        return Features(out.g, f, mask, attn, fiedler, cut_on)
+        return Features(out.g, f, mask, attn, fiedler, cut_on)     # with `dense`, g covers every image, the rest the first `dense`
 
     def logits(self, feats: Features) -> torch.Tensor:
         "Student logits (B, C) from `Features` (TokenFusion of the two tokens' scores)."
@@ -79,12 +79,13 @@ class MicroCLIP(nn.Module):
     @torch.no_grad()
     def pseudo_label(self, weak: torch.Tensor, crops: torch.Tensor, gamma: float) -> dict:
         "Pseudo-logits for a weak batch (B,3,S,S) and its crops (B,K,3,S,S): {'dka', 'prior', 'dynamic'} → (B, C)."
-        feats = self.encode(weak)
-        w_star = F.normalize(self.head.weight, dim=-1)
-        dynamic = self.fused(feats) @ w_star.T                                   # (B, C)
-        if not self.use_fg: return {"dka": dynamic, "dynamic": dynamic}
         B, K = crops.shape[:2]
-        crop_g = self.backbone(crops.flatten(0, 1), patches=False).g.view(B, K, -1)  # (B, K, d)
+        if not self.use_fg:                                                      # the baseline reads the weak view only
+            dynamic = self.fused(self.encode(weak)) @ F.normalize(self.head.weight, dim=-1).T
+            return {"dka": dynamic, "dynamic": dynamic}
+        both = self.encode(torch.cat([weak, crops.flatten(0, 1)]), dense=B)       # one pass: weak view and its K crops
+        feats, crop_g = both._replace(g=both.g[:B]), both.g[B:].view(B, K, -1)   # [FG] of the weak view; (B, K, d)
+        dynamic = self.fused(feats) @ F.normalize(self.head.weight, dim=-1).T     # (B, C)
         z = aggregate_crops(feats.g, crop_g, temperature=self.cfg.crop_temperature)
         return {"dka": pseudo_logits(z, self.w_llm, self.fused(feats), self.head.weight, gamma=gamma),
                 "prior": z @ self.w_llm.T, "dynamic": dynamic}
