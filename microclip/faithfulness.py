@@ -267,17 +267,17 @@ def run_our_step(clip: torch.nn.Module, w_llm: torch.Tensor, w_init: torch.Tenso
     for gr in opt.param_groups: gr["lr"] = cosine_lr(0, epochs * steps_per_epoch, cfg.lr, cfg.lr_min) * gr["lr_scale"]
     before, rec = {n: _cpu(p) for n, p in model.named_parameters()}, {"enc": [], "pl": [], "logits": [], "crops": []}
     encode, pseudo_label, logits = model.encode, model.pseudo_label, model.logits
-    def enc(*a, **k): out = encode(*a, **k); rec["enc"].append([_cpu(t) for t in out]); return out
+    def enc(*a, **k):                                              # the teacher's one pass: weak view (first n), then crops
+        out, n = encode(*a, **k), k.get("dense")
+        if n is not None: rec["crops"].append(_cpu(out.g[n:]))
+        rec["enc"].append([_cpu(t) for t in (out if n is None else out._replace(g=out.g[:n]))]); return out
     def pl(*a, **k): out = pseudo_label(*a, **k); rec["pl"].append(_cpu(out["dka"])); return out
     def lg(*a, **k): out = logits(*a, **k); rec["logits"].append(_cpu(out)); return out   # the student's logits
-    hooks = [model.backbone.register_forward_hook(lambda m, a, kw, out: rec["crops"].append(_cpu(out.g))
-                                                  if kw.get("patches") is False else None, with_kwargs=True)]
     model.encode, model.pseudo_label, model.logits = enc, pl, lg    # train_step calls these through the instance
     try:
         batch = ((views["weak"], views["strong"], views["crops"]), views["labels"], torch.arange(len(views["labels"])))
         stats = train_step(model, batch, opt, RunningMarginal(), cfg, cfg.gamma, torch.device("cpu"))
     finally:
-        for h in hooks: h.remove()
         del model.encode, model.pseudo_label, model.logits
     (wg, wf, wm, wa, wfi, *_), (sg, sf, sm, sa, sfi, *_) = rec["enc"]       # Features: g, f, mask, attn, fiedler, ...
     values = {"weak: NCut mask": wm, "weak: Fiedler vector": wfi, "weak: [CLS] feature g": wg, "weak: [FG] feature f": wf,
