@@ -40,7 +40,7 @@ test-slow: $(VENV_STAMP)  ## also run cells and tests marked slow
 	.venv/bin/nbdev_test --n_workers 2 --flags slow
 	$(PY) -m pytest -q tests --runslow
 
-pretrain: $(VENV_STAMP)  ## pretrain the tiny CLIP (≈ 28 min on 2 idle cores: 1,200 updates + diagnosis) and publish it to data/pretrained/microclip-tiny
+pretrain: $(VENV_STAMP)  ## pretrain the tiny CLIP (≈ 15 min on 2 idle cores: 600 updates + diagnosis) and publish it to data/pretrained/microclip-tiny
 	.venv/bin/microclip pretrain
 
 demo: $(VENV_STAMP)  ## the microworld study end to end (cached steps are skipped) → reports/microworld

@@ -41,7 +41,7 @@ def ensure_world() -> Path:
     return generate_microworld()
 
 def ensure_tiny_clip(progress: bool = True) -> Path:
-    "The tiny CLIP's weights: the shipped/cached file, else pretrain it (`make pretrain`, ≈ 28 min on 2 idle cores)."
+    "The tiny CLIP's weights: the shipped/cached file, else pretrain it (`make pretrain`, ≈ 15 min on 2 idle cores)."
     try: return project_weights("microclip-tiny", "microworld")
     except MicroclipError: pass
     return tinyclip.pretrain_and_publish(progress=progress)   # `make pretrain`: resumable
