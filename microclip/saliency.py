@@ -13,13 +13,14 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 from .core import MicroclipError, write_json
-from .soap import NCUT_FEATURES, crf_refine, fiedler_mask, mask_to_image, ncut_fiedler, ncut_foreground, ncut_input, soap_query
+from .soap import NCUT_FEATURES, fiedler_mask, ncut_fiedler, ncut_foreground, ncut_input, soap_query
 from .views import eval_transform
 
 # %% auto #0
-__all__ = ['NCUT_RULES', 'DEGENERATE_DENSITY', 'FIGURE_COLUMNS', 'iou', 'mask_path', 'score_batch', 'saliency_scores',
-           'summarise', 'ncut_diagnostics', 'cls_attention', 'saliency_maps', 'saliency_records', 'saliency_figure',
-           'write_saliency', 'saliency_model', 'add_saliency_args', 'saliency_command', 'saliency_from_args']
+__all__ = ['NCUT_RULES', 'DEGENERATE_DENSITY', 'FIGURE_COLUMNS', 'iou', 'mask_path', 'mask_to_image', 'crf_refine', 'score_batch',
+           'saliency_scores', 'summarise', 'ncut_diagnostics', 'cls_attention', 'saliency_maps', 'saliency_records',
+           'saliency_figure', 'write_saliency', 'saliency_model', 'add_saliency_args', 'saliency_command',
+           'saliency_from_args']
 
 # %% ../nbs/15_saliency.ipynb #c005
 NCUT_RULES = {"released (std, invert)": ("std", "invert"), "corrected (mean, rethreshold)": ("mean", "rethreshold")}
@@ -33,6 +34,36 @@ def mask_path(image_path, root) -> Path:
     "`<root>/<split>/<class>/<stem>.png` → `<root>/masks/<split>/<class>/<stem>.png`."
     rel = Path(image_path).resolve().relative_to(Path(root).resolve())
     return Path(root) / "masks" / rel.with_suffix(".png")
+
+# %% ../nbs/15_saliency.ipynb #f038
+def mask_to_image(mask: torch.Tensor, grid: tuple[int, int], size) -> torch.Tensor:
+    "Token mask (N,) or (B, N) on a `grid` (h, w) → boolean image (H, W) or (B, H, W); `size` is H or (H, W)."
+    mask = torch.as_tensor(mask)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    h, w = grid
+    if mask.shape[-1] != h * w: raise MicroclipError(f"mask has {mask.shape[-1]} tokens but grid {h}x{w} has {h * w}")
+    m = mask.reshape(-1, 1, h, w).float()
+    up = F.interpolate(m, size=size, mode="nearest")[:, 0] > 0.5          # (B, H, W)
+    return up[0] if mask.ndim == 1 else up
+
+# %% ../nbs/15_saliency.ipynb #f041
+def crf_refine(image, mask_grid, gt_prob: float = 0.7, n_iter: int = 5, sxy_gaussian: float = 3,
+               compat_gaussian: float = 3, sxy_bilateral: float = 40, srgb: float = 13,
+               compat_bilateral: float = 10) -> np.ndarray:
+    "Refine a token mask (h, w) bool with a dense CRF on `image` (H, W, 3) uint8 → (H, W) bool numpy array."
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_labels
+    img = np.array(image, dtype=np.uint8, order="C", copy=True)   # pydensecrf needs a writable buffer (PIL arrays are read-only)
+    if img.ndim != 3 or img.shape[2] != 3: raise MicroclipError(f"crf_refine needs an (H, W, 3) uint8 image, got {img.shape}")
+    H, W = img.shape[:2]
+    grid = torch.as_tensor(np.array(mask_grid, copy=True)).bool()
+    labels = mask_to_image(grid.flatten(), tuple(grid.shape), (H, W)).numpy().astype(np.int32)
+    crf = dcrf.DenseCRF2D(W, H, 2)
+    crf.setUnaryEnergy(unary_from_labels(labels, 2, gt_prob=gt_prob, zero_unsure=False))
+    crf.addPairwiseGaussian(sxy=sxy_gaussian, compat=compat_gaussian)
+    crf.addPairwiseBilateral(sxy=sxy_bilateral, srgb=srgb, rgbim=img, compat=compat_bilateral)
+    Q = np.array(crf.inference(n_iter))                                      # (2, H*W) marginals
+    return Q.argmax(0).reshape(H, W).astype(bool)
 
 # %% ../nbs/15_saliency.ipynb #c008
 @torch.no_grad()
