@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, csv, io, json, sys
 from pathlib import Path
 import torch
-from .core import MicroclipError, get_device, load_config, parse_overrides
+from .core import CHOICES, MicroclipError, get_device, load_config, parse_overrides
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_train', 'cmd_evaluate', 'image_paths', 'cmd_predict', 'cmd_data', 'cmd_descriptions',
@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     b.add_argument("--workers", type=int, default=None, help="loader workers (default: the config default)")
     b.add_argument("--out", default=None, help="output folder (default: reports/bench)")
-    b.add_argument("--amp", choices=("off", "bf16"), default=None, help="autocast of the step (default off; bf16 with --gpu)")
+    b.add_argument("--amp", choices=[a for a in CHOICES["amp"] if a != "fp16"],   # the bench has no loss scaler
+                    default=None, help="autocast of the step (default off; bf16 with --gpu)")
     b.add_argument("--compile", action="store_true", default=None, help="torch.compile the transformer blocks")
     b.add_argument("--gpu", action="store_true", help="the GPU preset: batch 64, amp bf16, compile")
     _add_common(b)

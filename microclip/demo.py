@@ -8,7 +8,7 @@ import json, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .core import MicroclipError, load_config, reports_dir, runs_dir, data_dir, write_json, write_text
+from .core import CHOICES, MicroclipError, load_config, reports_dir, runs_dir, data_dir, write_json, write_text
 from .backbone import project_weights, PROJECT_WEIGHTS
 from .microworld import generate_microworld
 from . import tinyclip
@@ -47,7 +47,7 @@ def ensure_tiny_clip(progress: bool = True) -> Path:
     return tinyclip.pretrain_and_publish(progress=progress)   # `make pretrain`: resumable
 
 # %% ../nbs/16_demo.ipynb #c007
-def adapt(methods=("microclip", "baseline"), seeds=(0, 1, 2), overrides: dict | None = None,
+def adapt(methods=CHOICES["method"], seeds=(0, 1, 2), overrides: dict | None = None,
           progress: bool = True, variant: str | None = None) -> pd.DataFrame:
     "Run (or reuse) one adaptation per method and seed; one row of final metrics each (`variant` labels the rows; default: the method)."
     rows = []

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from .core import Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, sha256, write_text
+from .core import CHOICES, Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, sha256, write_text
 from .runs import (ZEROSHOT_FIELDS, input_changes, input_fingerprint, run_identity, run_name, run_status,
                             zeroshot_run_dir)
 from .study import ABLATIONS, PAPER_AXES
@@ -261,7 +261,7 @@ def _integer_epochs(g):
     from matplotlib.ticker import MaxNLocator
     for ax in g.axes.flat: ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
-def epoch_metrics(runs: pd.DataFrame, methods=("microclip", "baseline")) -> pd.DataFrame:
+def epoch_metrics(runs: pd.DataFrame, methods=CHOICES["method"]) -> pd.DataFrame:
     "Long per-epoch metrics of the finished main adaptation runs (one row per run and epoch)."
     sel = runs[(runs.status == "finished") & runs.method.isin(methods) & runs.experiments.str.contains("adapt")] if len(runs) else runs
     if len(sel): sel = sel.assign(targets=[c.get("targets", "pseudo") for c in sel.config])

@@ -118,7 +118,7 @@ def _add(plan: dict, spec: RunSpec) -> None:
     else: plan[spec.run_dir] = spec
 
 def plan_study(datasets, seeds=(0,), experiment="adapt", config: str | None = None, overrides: dict | None = None,
-               methods=("microclip", "baseline"), ablations=None, nproc: int = 1) -> list[RunSpec]:
+               methods=CHOICES["method"], ablations=None, nproc: int = 1) -> list[RunSpec]:
     "The runs of a study (deduplicated by run folder, in a fixed order)."
     experiments = [experiment] if isinstance(experiment, str) else list(experiment)
     overrides, plan = dict(overrides or {}), {}
@@ -205,7 +205,7 @@ def _submitit(specs: list[RunSpec], executor: str, params: dict | None, retry_fa
 
 # %% ../nbs/17_study.ipynb #c024
 def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = None, overrides: dict | None = None,
-              methods=("microclip", "baseline"), ablations=None, executor: str = "local", executor_params: dict | None = None,
+              methods=CHOICES["method"], ablations=None, executor: str = "local", executor_params: dict | None = None,
               retry_failed: bool = True, wait: bool = True, progress: bool = True, nproc: int = 1) -> list[dict]:
     "Run a study (see above); returns one status dict per run: finished, failed (with the error) or skipped."
     check_choice("executor", executor, EXECUTORS)
@@ -234,7 +234,7 @@ def add_study_args(p) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--experiment", nargs="+", default=["adapt"], choices=list(EXPERIMENTS), help="experiment notebooks to run")
     p.add_argument("--train-config", "--train_config", dest="train_config", default=None, help="named config or YAML file")
-    p.add_argument("--methods", nargs="+", default=["microclip", "baseline"], help="methods of the adapt experiment")
+    p.add_argument("--methods", nargs="+", default=list(CHOICES["method"]), help="methods of the adapt experiment")
     p.add_argument("--ablations", nargs="+", default=None, choices=list(ABLATIONS), help="ablation axes (default: all)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
     p.add_argument("--executor", default="local", choices=EXECUTORS)
