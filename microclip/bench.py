@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from .core import Config, MicroclipError, get_device, reports_dir, set_seed, write_json, write_text
+from .core import CHOICES, Config, MicroclipError, get_device, reports_dir, set_seed, write_json, write_text
 from .backbone import Backbone
 from .datasets import ImageList
 from .losses import RunningMarginal, self_training_loss
@@ -216,8 +216,8 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     with tempfile.TemporaryDirectory() as tmp:
         ds = synthetic_folder(tmp, n=batch * (loader_batches + 1), size=tuple(source_size))
         args = (ds, bb.image_size, bb.mean, bb.std, n_crops)
-        loader = {v: loader_throughput(*args, batch, workers, loader_batches, views=v) for v in ("cpu", "device")}
-        cpu_ms = {v: loader_cpu_ms(*args, n=batch, views=v) for v in ("cpu", "device")}
+        loader = {v: loader_throughput(*args, batch, workers, loader_batches, views=v) for v in CHOICES["views_on"]}
+        cpu_ms = {v: loader_cpu_ms(*args, n=batch, views=v) for v in CHOICES["views_on"]}
         views_s = device_views_seconds(ds, bb, n_crops, batch, dev)
     ctx = _context(backbone, batch, dev, bb.image_size, workers, n_crops)
     peak = peak_flops(ctx["device_name"], amp) if dev.type == "cuda" else None

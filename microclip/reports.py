@@ -230,7 +230,7 @@ FUSION_ORDERS = {"released": " · test ρ·[FG] + (1−ρ)·[CLS] (released eval
 def _ablation_values(r, axis: str) -> list[tuple[str, float]]:
     "(label suffix, top-1) of one run on `axis`: both test fusion orders on the ρ axis, else its top-1."
     if axis != "fusion_ratio": return [("", r.top1)]
-    both = [(FUSION_ORDERS[o], getattr(r, f"top1_{o}_fusion", None)) for o in ("released", "train")]
+    both = [(FUSION_ORDERS[o], getattr(r, f"top1_{o}_fusion", None)) for o in FUSION_ORDERS]
     if all(v is not None and v == v for _, v in both): return both
     return [(FUSION_ORDERS[r.config.get("eval_fusion", "train")], r.top1)]   # written before both were recorded
 
