@@ -58,7 +58,7 @@ class MicroCLIP(nn.Module):
         attn = None
         if self.soap is None: pooled = pool_tokens(P, mask, c.soap_query)  # no-attention ablations
         else:
-            q = soap_query(P, mask, c.soap_query, cls=out.cls, generator=generator)
+            q = soap_query(P, mask, c.soap_query, cls=out.cls[:len(P)], generator=generator)   # [CLS] of the `dense` images
             pooled, attn = self.soap(P, mask, query=q)                 # (B, D), (B, N+1)
         f = F.normalize(self.backbone.project(pooled), dim=-1)
         return Features(out.g, f, mask, attn, fiedler, cut_on)     # with `dense`, g covers every image, the rest the first `dense`
