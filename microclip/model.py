@@ -80,12 +80,12 @@ class MicroCLIP(nn.Module):
     def pseudo_label(self, weak: torch.Tensor, crops: torch.Tensor, gamma: float) -> dict:
         "Pseudo-logits for a weak batch (B,3,S,S) and its crops (B,K,3,S,S): {'dka', 'prior', 'dynamic'} → (B, C)."
         B, K = crops.shape[:2]
-        if not self.use_fg:                                                      # the baseline reads the weak view only
-            dynamic = self.fused(self.encode(weak)) @ F.normalize(self.head.weight, dim=-1).T
-            return {"dka": dynamic, "dynamic": dynamic}
-        both = self.encode(torch.cat([weak, crops.flatten(0, 1)]), dense=B)       # one pass: weak view and its K crops
-        feats, crop_g = both._replace(g=both.g[:B]), both.g[B:].view(B, K, -1)   # [FG] of the weak view; (B, K, d)
+        if self.use_fg:
+            both = self.encode(torch.cat([weak, crops.flatten(0, 1)]), dense=B)   # one pass: weak view and its K crops
+            feats, crop_g = both._replace(g=both.g[:B]), both.g[B:].view(B, K, -1)   # [FG] of the weak view; (B, K, d)
+        else: feats = self.encode(weak)                                          # the baseline reads the weak view only
         dynamic = self.fused(feats) @ F.normalize(self.head.weight, dim=-1).T     # (B, C)
+        if not self.use_fg: return {"dka": dynamic, "dynamic": dynamic}
         z = aggregate_crops(feats.g, crop_g, temperature=self.cfg.crop_temperature)
         return {"dka": pseudo_logits(z, self.w_llm, self.fused(feats), self.head.weight, gamma=gamma),
                 "prior": z @ self.w_llm.T, "dynamic": dynamic}
