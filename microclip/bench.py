@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_bench.ipynb #c002
 from __future__ import annotations
-import csv, datetime, io, json, os, platform, re, resource, statistics, tempfile, time
+import csv, datetime, io, itertools, json, math, os, platform, re, resource, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,20 +12,20 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from .core import CHOICES, Config, MicroclipError, get_device, reports_dir, set_seed, write_json, write_text
+from .core import CHOICES, GPU_PRESET, Config, MicroclipError, get_device, reports_dir, set_seed, write_json, write_text
 from .backbone import Backbone
 from .datasets import ImageList
 from .losses import RunningMarginal, self_training_loss
 from .model import MicroCLIP
 from .soap import ncut_foreground
 from .runs import environment
-from .train import compile_blocks, train_step
+from .train import compile_blocks, train_loader, train_step
 from .views import DeviceViews, SeededSamples, TrainViews, collate_views, make_views, normalize_views
 
 # %% auto #0
-__all__ = ['PEAK_FLOPS', 'reference_passes', 'step_parts', 'peak_memory_mb', 'synthetic_folder', 'loader_throughput',
-           'loader_cpu_ms', 'peak_flops', 'count_flops', 'cpu_model', 'device_slug', 'device_views_seconds',
-           'write_device_json', 'run_bench']
+__all__ = ['PEAK_FLOPS', 'PRECISION_ARMS', 'reference_passes', 'step_parts', 'peak_memory_mb', 'synthetic_folder',
+           'loader_throughput', 'loader_cpu_ms', 'end_to_end', 'peak_flops', 'count_flops', 'cpu_model', 'device_slug',
+           'device_views_seconds', 'write_device_json', 'run_bench', 'precision_check']
 
 # %% ../nbs/21_bench.ipynb #c005
 def _sync(device):
@@ -112,6 +112,23 @@ def loader_cpu_ms(ds, size: int, mean, std, n_crops: int, n: int, views: str = "
         return (time.process_time() - c0) * 1000 / n
     finally: torch.set_num_threads(threads)
 
+# %% ../nbs/21_bench.ipynb #c013b
+def end_to_end(model: MicroCLIP, cfg: Config, ds, opt, batch: int, workers: int, batches: int, device,
+               warmup: int = 2, views: str = "cpu") -> float:
+    "Images/s of `train_step` fed by `train_loader`'s `workers` reading `ds` (views made in the workers or on the device)."
+    bb = model.backbone
+    if len(ds) < batch * (warmup + batches):
+        raise MicroclipError(f"end-to-end benchmark needs {batch * (warmup + batches)} images, the folder has {len(ds)}")
+    ds.transform = _views_transform(views, bb.image_size, bb.mean, bb.std, cfg.n_crops)
+    dl = train_loader(SeededSamples(ds), cfg.update(workers=workers, views_on=views), device, batch_size=batch)
+    marginal, n, t0 = RunningMarginal(), 0, time.perf_counter()
+    for i, b in enumerate(itertools.islice(dl, warmup + batches)):
+        if i == warmup: _sync(device); t0 = time.perf_counter()
+        train_step(model, b, opt, marginal, cfg, cfg.gamma, device)
+        if i >= warmup: n += len(b[1])
+    _sync(device)
+    return n / (time.perf_counter() - t0)
+
 # %% ../nbs/21_bench.ipynb #c014b
 PEAK_FLOPS = {"H200": (989e12, 67e12), "H100 PCIe": (756e12, 51e12), "H100": (989e12, 67e12), "A100": (312e12, 19.5e12)}
                                                           # name substring: (bf16, float32) dense FLOP/s, first match wins
@@ -188,12 +205,15 @@ def write_device_json(out: Path, summary: dict, device) -> Path:
 def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | None = None, device: str = "auto",
               steps: int = 3, warmup: int = 1, workers: int | None = None, n_crops: int = 8,
               pretrained: str | None = None, loader_batches: int = 4, source_size=(500, 375), out=None,
-              progress: bool = True, amp: str = "off", compile: bool = False) -> dict:
-    "Time the training step against the unavoidable encoder passes, its parts, its FLOP/s and both view paths; write the results."
+              progress: bool = True, amp: str = "off", compile: bool = False, e2e_batches: int | None = None) -> dict:
+    """Time the training step against the unavoidable encoder passes, its parts, its FLOP/s, both view paths and (`e2e_batches`,
+    default 8 on a GPU, none on a CPU) training end to end with the loader running; write the results."""
     for k, v in dict(batch=batch, steps=steps, n_crops=n_crops, loader_batches=loader_batches).items():
         if v < 1: raise MicroclipError(f"bench option {k} must be >= 1, got {v}")
     if warmup < 0: raise MicroclipError(f"bench option warmup must be >= 0, got {warmup}")
+    if e2e_batches is not None and e2e_batches < 0: raise MicroclipError(f"bench option e2e_batches must be >= 0, got {e2e_batches}")
     dev, workers = get_device(device), Config().workers if workers is None else workers
+    e2e_batches = (8 if dev.type == "cuda" else 0) if e2e_batches is None else e2e_batches
     out = Path(out) if out is not None else reports_dir() / "bench"
     set_seed(0)
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
@@ -214,11 +234,15 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     parts = step_parts(model, data, opt, cfg, dev)
     step, ref = statistics.median(step_t), statistics.median(ref_t)
     with tempfile.TemporaryDirectory() as tmp:
-        ds = synthetic_folder(tmp, n=batch * (loader_batches + 1), size=tuple(source_size))
+        ds = synthetic_folder(tmp, n=batch * max(loader_batches + 1, 2 + e2e_batches), size=tuple(source_size))
         args = (ds, bb.image_size, bb.mean, bb.std, n_crops)
         loader = {v: loader_throughput(*args, batch, workers, loader_batches, views=v) for v in CHOICES["views_on"]}
         cpu_ms = {v: loader_cpu_ms(*args, n=batch, views=v) for v in CHOICES["views_on"]}
         views_s = device_views_seconds(ds, bb, n_crops, batch, dev)
+        e2e = {v: end_to_end(model, cfg, ds, opt, batch, workers, e2e_batches, dev, views=v) if e2e_batches else None
+               for v in CHOICES["views_on"]}
+        if progress and e2e_batches: print(f"end to end: {e2e['cpu']:.1f} images/s (views in the workers), "
+                                           f"{e2e['device']:.1f} (views on the device)", flush=True)
     ctx = _context(backbone, batch, dev, bb.image_size, workers, n_crops)
     peak = peak_flops(ctx["device_name"], amp) if dev.type == "cuda" else None
     summary = {**ctx, "amp": amp, "compile": compile, "step_seconds": step, "step_images_per_s": batch / step,
@@ -231,6 +255,8 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
                "loader_images_per_s_device_views": loader["device"], "device_views_seconds": views_s,
                "step_images_per_s_device_views": batch / (step + views_s),
                "loader_ratio_device_views": loader["device"] / (batch / (step + views_s)),
+               "end_to_end_images_per_s": e2e["cpu"], "end_to_end_images_per_s_device_views": e2e["device"],
+               "end_to_end_batches": e2e_batches,
                "peak_memory_mb": peak_memory_mb(dev), "rounds": steps, "step_seconds_all": step_t,
                "reference_seconds_all": ref_t, "step_cpu_seconds_all": step_c, "reference_cpu_seconds_all": ref_c,
                "parts_seconds": parts}
@@ -242,7 +268,61 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
             {**ctx, "measure": "loader (all views, default workers)", "seconds": batch / loader["cpu"], "images_per_s": loader["cpu"]},
             {**ctx, "measure": "loader (decode + draws for views on the device, default workers)",
              "seconds": batch / loader["device"], "images_per_s": loader["device"]},
-            {**ctx, "measure": "views made on the device (make_views)", "seconds": views_s, "images_per_s": batch / views_s}]
+            {**ctx, "measure": "views made on the device (make_views)", "seconds": views_s, "images_per_s": batch / views_s},
+            *({**ctx, "measure": f"end to end (loader + step, views on the {'workers' if v == 'cpu' else 'device'})",
+               "seconds": batch / r, "images_per_s": r} for v, r in e2e.items() if r)]
     _write(out, summary, rows)
     write_device_json(out, summary, dev)
     return summary
+
+# %% ../nbs/21_bench.ipynb #c022
+PRECISION_ARMS = {"float32": {}, "bf16": {"amp": "bf16"}, "bf16 + compile + device views": GPU_PRESET}
+
+def _arm_stats(rows: list[dict]) -> dict:
+    t = [r["top1"] for r in rows]
+    return {"n": len(t), "top1": t, "mean": statistics.fmean(t), "sd": statistics.stdev(t) if len(t) > 1 else None,
+            "top1_cls": [r.get("top1_cls") for r in rows], "top1_fg": [r.get("top1_fg") for r in rows]}
+
+def precision_check(out, seeds=(0, 1, 2), arms: dict | None = None, device: str = "auto", parallel: int = 9,
+                    workers: int = 1, overrides: dict | None = None, data_root=None) -> dict:
+    "Train the microworld demo run per arm (config overrides) and seed in `parallel` processes; compare arms to the first."
+    arms, out = arms or PRECISION_ARMS, Path(out)
+    if not arms or not seeds: raise MicroclipError("precision_check needs at least one arm and one seed")
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for arm, over in arms.items():
+        for s in seeds:
+            kv = {"workers": workers, **(overrides or {}), **over} | ({"data_root": str(data_root)} if data_root else {})
+            run = out / "runs" / f"{re.sub(r'[^a-z0-9]+', '-', arm.lower()).strip('-')}-s{s}"
+            cmd = [sys.executable, "-m", "microclip.cli", "train", "--dataset", "microworld", "--train-config", "microworld",
+                   "--seed", str(s), "--device", device, "--run-dir", str(run), "--set", *(f"{k}={v}" for k, v in kv.items())]
+            jobs.append((arm, s, run, cmd))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    procs, rows, t0 = [], {a: [] for a in arms}, time.perf_counter()
+    def finish(p, arm, s, run, started):
+        if p.wait() != 0: raise MicroclipError(f"precision_check: run {arm!r} seed {s} failed; see {run}.log")
+        r = json.loads((run / "final.json").read_text())
+        rows[arm].append({"seed": s, "seconds": time.perf_counter() - started, **{k: r.get(k) for k in ("top1", "top1_cls", "top1_fg")}})
+    try:
+        for arm, s, run, cmd in jobs:
+            while len(procs) >= parallel: finish(*procs.pop(0))
+            run.parent.mkdir(parents=True, exist_ok=True)
+            with open(f"{run}.log", "w") as log:
+                procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), arm, s, run, time.perf_counter()))
+        while procs: finish(*procs.pop(0))
+    finally:                                                     # interrupted or failed: stop the others (they resume)
+        for p, *_ in procs: p.terminate()
+    ref, stats = next(iter(arms)), {a: _arm_stats(sorted(r, key=lambda x: x["seed"])) for a, r in rows.items()}
+    for a, st in stats.items():
+        r = stats[ref]
+        st["seconds"] = [x["seconds"] for x in sorted(rows[a], key=lambda x: x["seed"])]
+        st["settings"] = arms[a]
+        st["diff_vs_" + ref] = st["mean"] - r["mean"]
+        se = math.sqrt(st["sd"] ** 2 / st["n"] + r["sd"] ** 2 / r["n"]) if st["sd"] is not None and r["sd"] is not None else None
+        st["holds"] = None if se is None else abs(st["mean"] - r["mean"]) <= 2 * se
+    dev = get_device(device)
+    doc = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model(), "seeds": list(seeds),
+           "reference": ref, "overrides": overrides or {}, "wall_seconds": time.perf_counter() - t0,
+           **{k: v for k, v in environment(dev).items() if k in ("torch", "open_clip", "git_commit")}, "arms": stats}
+    write_json(out / f"{device_slug(dev)}-precision.json", doc)
+    return doc

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, csv, io, json, sys
 from pathlib import Path
 import torch
-from .core import CHOICES, MicroclipError, get_device, load_config, parse_overrides
+from .core import CHOICES, GPU_PRESET, MicroclipError, get_device, load_config, parse_overrides
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_train', 'cmd_evaluate', 'image_paths', 'cmd_predict', 'cmd_data', 'cmd_descriptions',
@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--amp", choices=[a for a in CHOICES["amp"] if a != "fp16"],   # the bench has no loss scaler
                     default=None, help="autocast of the step (default off; bf16 with --gpu)")
     b.add_argument("--compile", action="store_true", default=None, help="torch.compile the transformer blocks")
-    b.add_argument("--gpu", action="store_true", help="the GPU preset: batch 64, amp bf16, compile")
+    b.add_argument("--gpu", action="store_true", help="the GPU preset: batch 64 and core.GPU_PRESET's amp and compile")
+    b.add_argument("--e2e-batches", type=int, default=None,
+                   help="timed batches of training with the loader running (default 8 on a GPU, 0 on a CPU)")
     _add_common(b)
     from microclip.study import add_study_args
     from microclip.reports import add_report_args
@@ -198,10 +200,13 @@ def cmd_bench(a) -> dict:
     from microclip.bench import run_bench
     pick = lambda v, cpu, gpu: v if v is not None else (gpu if a.gpu else cpu)   # explicit options win over --gpu
     r = run_bench(a.backbone, pick(a.batch, 16, 64), a.image_size, a.device or "auto", steps=a.steps, warmup=a.warmup,
-                  workers=a.workers, out=a.out, amp=pick(a.amp, "off", "bf16"), compile=pick(a.compile, False, True))
+                  workers=a.workers, out=a.out, amp=pick(a.amp, "off", GPU_PRESET["amp"]),
+                  compile=pick(a.compile, False, GPU_PRESET["compile"]),
+                  e2e_batches=a.e2e_batches)
     keys = ("backbone", "batch", "device_name", "amp", "compile", "step_images_per_s", "overhead_ratio", "overhead_ratio_cpu",
             "achieved_flops_per_s", "fraction_of_peak", "loader_ratio", "loader_cpu_ms_per_image",
-            "loader_cpu_ms_per_image_device_views", "step_images_per_s_device_views", "loader_ratio_device_views", "peak_memory_mb")
+            "loader_cpu_ms_per_image_device_views", "step_images_per_s_device_views", "loader_ratio_device_views", "end_to_end_images_per_s",
+            "end_to_end_images_per_s_device_views", "peak_memory_mb")
     return {k: r[k] for k in keys}
 
 def cmd_study(a) -> str:

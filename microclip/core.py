@@ -15,7 +15,7 @@ from fastcore.basics import patch
 import microclip
 
 # %% auto #0
-__all__ = ['PKG_DIR', 'CHOICES', 'UNIT_INTERVAL', 'POSITIVE', 'OPTIONAL_POSITIVE', 'NON_NEGATIVE', 'TRAIN_CONFIGS',
+__all__ = ['PKG_DIR', 'CHOICES', 'UNIT_INTERVAL', 'POSITIVE', 'OPTIONAL_POSITIVE', 'NON_NEGATIVE', 'TRAIN_CONFIGS', 'GPU_PRESET',
            'LATE_OPTIONS', 'project_root', 'data_dir', 'runs_dir', 'reports_dir', 'MicroclipError', 'check_choice',
            'set_seed', 'get_device', 'umask', 'atomic_path', 'write_text', 'write_json', 'torch_save', 'sha256',
            'Config', 'parse_overrides', 'load_config', 'config_hash']
@@ -274,6 +274,10 @@ TRAIN_CONFIGS = {
     "microworld": dict(dataset="microworld", backbone="microclip-tiny", pretrained="microworld",
                        epochs=3, batch_size=32, eval_batch_size=250, workers=1),
 }
+
+# the GPU preset (`microclip bench --gpu`, bench.precision_check): bf16 autocast of teacher and student, compiled
+# transformer blocks, training views made on the device; every value is also a plain option of its own
+GPU_PRESET = dict(amp="bf16", compile=True, views_on="device")
 
 def parse_overrides(items) -> dict:
     "`['lr=1e-3', 'seed=2']` → `{'lr': 0.001, 'seed': 2}` (values parsed as YAML scalars)."

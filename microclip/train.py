@@ -30,8 +30,8 @@ from .saliency import DEGENERATE_DENSITY, ncut_diagnostics
 from .views import DeviceViews, SeededSamples, TrainViews, collate_views, eval_transform, make_views, normalize_views
 
 # %% auto #0
-__all__ = ['cosine_lr', 'trainable_state', 'load_trainable', 'token_stats', 'train_step', 'param_groups', 'compile_blocks',
-           'train_views', 'train', 'load_model']
+__all__ = ['cosine_lr', 'trainable_state', 'load_trainable', 'token_stats', 'train_step', 'param_groups', 'train_loader',
+           'compile_blocks', 'train_views', 'train', 'load_model']
 
 # %% ../nbs/11_train.ipynb #c005
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -128,7 +128,8 @@ def param_groups(model: MicroCLIP, cfg: Config) -> list[dict]:
     return [dict(g, lr=cfg.lr * g["lr_scale"], weight_decay=cfg.weight_decay) for g in groups]
 
 # %% ../nbs/11_train.ipynb #c031
-def _loader(ds, cfg: Config, device, batch_sampler=None, batch_size: int | None = None, seed: int = 0) -> DataLoader:
+def train_loader(ds, cfg: Config, device, batch_sampler=None, batch_size: int | None = None, seed: int = 0) -> DataLoader:
+    "The training DataLoader: `cfg.workers` processes, pinned memory on a GPU, and the device-views collate when `ds` makes them."
     kw = dict(batch_sampler=batch_sampler) if batch_sampler is not None else dict(batch_size=batch_size, shuffle=False)
     collate = collate_views if isinstance(getattr(ds, "transform", None), DeviceViews) else None   # views_on="device"
     return DataLoader(ds, num_workers=cfg.workers, pin_memory=device.type == "cuda", persistent_workers=False,
@@ -181,7 +182,7 @@ def _epoch(model, inputs, cfg, opt, marginal, epoch, total_steps, device, progre
     ds = SeededSamples(inputs.train, cfg.seed)
     ds.set_epoch(epoch)
     sampler = GlobalBatches(len(ds), cfg.batch_size, cfg.seed * 1000 + epoch, True, dist.rank, dist.world)
-    dl, sizes = _loader(ds, cfg, device, sampler, seed=cfg.seed * 1000 + epoch), sampler.global_sizes()
+    dl, sizes = train_loader(ds, cfg, device, sampler, seed=cfg.seed * 1000 + epoch), sampler.global_sizes()
     marginal.reset()
     rows, t0 = [], time.time()
     bar = tqdm(dl, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and dist.main))
