@@ -136,9 +136,11 @@ def default_run_dir(cfg: Config) -> Path:
 def environment(device, cfg: Config | None = None) -> dict:
     "What produced a run: versions, device, threads, git commit and, given `cfg`, the `input_fingerprint` of its files."
     import open_clip
-    try: commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                 cwd=Path(microclip.__file__).parent).stdout.strip() or None
-    except Exception: commit = None
+    commit = os.environ.get("MICROCLIP_GIT_COMMIT")             # a copy of the tree without its git history names it
+    if not commit:
+        try: commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                     cwd=Path(microclip.__file__).parent).stdout.strip() or None
+        except Exception: commit = None
     return {"microclip": microclip.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

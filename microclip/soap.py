@@ -23,13 +23,14 @@ def ncut_fiedler(tokens: torch.Tensor, tau: float = 0.2, eps: float = 1e-6) -> t
         raise MicroclipError(f"ncut needs tokens of shape (B, N>=2, D), got {tuple(tokens.shape)}")
     P = tokens.detach()
     if P.dtype not in (torch.float32, torch.float64): P = P.float()       # eigh needs full precision (bf16 under amp)
-    A = P @ P.transpose(1, 2)                                                # (B, N, N) raw dot products
-    A = torch.where(A > tau, torch.ones_like(A), torch.full_like(A, eps))
-    d = A.sum(dim=2)                                                         # (B, N) degrees
-    D = torch.diag_embed(d)
-    D_isqrt = torch.diag_embed(1.0 / (d.sqrt() + eps))
-    L = D_isqrt @ (D - A) @ D_isqrt                                          # (B, N, N) symmetric
-    _, vecs = torch.linalg.eigh(L)                                           # ascending eigenvalues
+    with torch.autocast(P.device.type, enabled=False):                       # and so do the products that build L
+        A = P @ P.transpose(1, 2)                                            # (B, N, N) raw dot products
+        A = torch.where(A > tau, torch.ones_like(A), torch.full_like(A, eps))
+        d = A.sum(dim=2)                                                     # (B, N) degrees
+        D = torch.diag_embed(d)
+        D_isqrt = torch.diag_embed(1.0 / (d.sqrt() + eps))
+        L = D_isqrt @ (D - A) @ D_isqrt                                      # (B, N, N) symmetric
+        _, vecs = torch.linalg.eigh(L)                                       # ascending eigenvalues
     return vecs[:, :, 1]
 
 # %% ../nbs/02_soap.ipynb #c008
