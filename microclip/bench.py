@@ -25,7 +25,7 @@ from .views import DeviceViews, SeededSamples, TrainViews, collate_views, make_v
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'PRECISION_ARMS', 'reference_passes', 'step_parts', 'peak_memory_mb', 'synthetic_folder',
            'loader_throughput', 'loader_cpu_ms', 'end_to_end', 'peak_flops', 'count_flops', 'cpu_model', 'device_slug',
-           'device_views_seconds', 'write_device_json', 'run_bench', 'precision_check']
+           'slug', 'device_views_seconds', 'write_device_json', 'run_bench', 'precision_summary', 'precision_check']
 
 # %% ../nbs/21_bench.ipynb #c005
 def _sync(device):
@@ -71,12 +71,13 @@ def peak_memory_mb(device) -> float:
     if device.type == "cuda": return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KB
 
-def synthetic_folder(root, n: int = 64, size=(500, 375), seed: int = 0) -> ImageList:
-    "An `ImageList` of `n` generated JPEG photos of `size` (W, H) in `root`, two classes."
+def synthetic_folder(root, n: int = 64, size=(500, 375), seed: int = 0, unique: int | None = None) -> ImageList:
+    "An `ImageList` of `n` generated JPEG photos of `size` (W, H) in `root`, two classes; `unique` files at most, read in turn."
     rng, root = np.random.default_rng(seed), Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     samples = []
     for i in range(n):
-        p = root / f"{i:04d}.jpg"
+        p = root / f"{i % (unique or n):04d}.jpg"
         if not p.exists():
             low = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize(size, Image.BICUBIC)
             noisy = np.asarray(low, dtype=np.int16) + rng.integers(-20, 21, (size[1], size[0], 3))
@@ -89,14 +90,16 @@ def _views_transform(views: str, size: int, mean, std, n_crops: int):
     return DeviceViews(size, mean, n_crops) if views == "device" else TrainViews(size, mean, std, n_crops)
 
 def loader_throughput(ds, size: int, mean, std, n_crops: int, batch: int, workers: int, batches: int,
-                      views: str = "cpu") -> float:
-    "Images/s of a DataLoader making the training views of `ds` (`views='device'`: what the workers send for `make_views`)."
+                      views: str = "cpu", warmup: int = 1) -> float:
+    """Images/s of a DataLoader making the training views of `ds` (`views='device'`: what the workers send for `make_views`),
+    timed after `warmup` batches (one per worker: each worker makes whole batches, so its first one is its start-up)."""
     ds.transform = _views_transform(views, size, mean, std, n_crops)
     dl = DataLoader(SeededSamples(ds), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                     generator=torch.Generator().manual_seed(0), collate_fn=collate_views if views == "device" else None)
-    if len(dl) < batches + 1: raise MicroclipError(f"loader benchmark needs {batches + 1} batches, the folder has {len(dl)}")
+    if len(dl) < warmup + batches:
+        raise MicroclipError(f"loader benchmark needs {warmup + batches} batches, the folder has {len(dl)}")
     it, n = iter(dl), 0
-    next(it)
+    for _ in range(warmup): next(it)
     t0 = time.perf_counter()
     for _ in range(batches): n += len(next(it)[1])
     return n / (time.perf_counter() - t0)
@@ -151,7 +154,10 @@ def cpu_model() -> str:
 
 def device_slug(device: torch.device) -> str:
     "A file name for the device: the GPU's name, or 'cpu-' and the CPU's model, lower case and dashed."
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu-{cpu_model()}"
+    return slug(torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu-{cpu_model()}")
+
+def slug(name: str) -> str:
+    "`name` lower case, every run of other characters a dash: a file name."
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 def device_views_seconds(ds, bb, n_crops: int, batch: int, device, rounds: int = 3) -> float:
@@ -204,16 +210,20 @@ def write_device_json(out: Path, summary: dict, device) -> Path:
 # %% ../nbs/21_bench.ipynb #c017
 def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | None = None, device: str = "auto",
               steps: int = 3, warmup: int = 1, workers: int | None = None, n_crops: int = 8,
-              pretrained: str | None = None, loader_batches: int = 4, source_size=(500, 375), out=None,
+              pretrained: str | None = None, loader_batches: int | None = None, source_size=(500, 375), out=None,
               progress: bool = True, amp: str = "off", compile: bool = False, e2e_batches: int | None = None) -> dict:
     """Time the training step against the unavoidable encoder passes, its parts, its FLOP/s, both view paths and (`e2e_batches`,
-    default 8 on a GPU, none on a CPU) training end to end with the loader running; write the results."""
-    for k, v in dict(batch=batch, steps=steps, n_crops=n_crops, loader_batches=loader_batches).items():
+    on a GPU by default, not on a CPU) training end to end with the loader running; write the results. The loader and
+    end-to-end timings start once every worker has delivered its first batch and run for at least two batches a worker."""
+    for k, v in dict(batch=batch, steps=steps, n_crops=n_crops, loader_batches=loader_batches or 1).items():
         if v < 1: raise MicroclipError(f"bench option {k} must be >= 1, got {v}")
     if warmup < 0: raise MicroclipError(f"bench option warmup must be >= 0, got {warmup}")
     if e2e_batches is not None and e2e_batches < 0: raise MicroclipError(f"bench option e2e_batches must be >= 0, got {e2e_batches}")
     dev, workers = get_device(device), Config().workers if workers is None else workers
-    e2e_batches = (8 if dev.type == "cuda" else 0) if e2e_batches is None else e2e_batches
+    steady = 2 * max(workers, 4)                                 # timed batches: two per worker at least
+    loader_batches = (steady if dev.type == "cuda" else 4) if loader_batches is None else loader_batches
+    e2e_batches = (steady if dev.type == "cuda" else 0) if e2e_batches is None else e2e_batches
+    loader_warm, e2e_warm = max(1, workers), max(2, workers)     # every worker's first batch is its start-up
     out = Path(out) if out is not None else reports_dir() / "bench"
     set_seed(0)
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
@@ -234,12 +244,14 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     parts = step_parts(model, data, opt, cfg, dev)
     step, ref = statistics.median(step_t), statistics.median(ref_t)
     with tempfile.TemporaryDirectory() as tmp:
-        ds = synthetic_folder(tmp, n=batch * max(loader_batches + 1, 2 + e2e_batches), size=tuple(source_size))
+        ds = synthetic_folder(tmp, n=batch * max(loader_warm + loader_batches, e2e_warm + e2e_batches),
+                              size=tuple(source_size), unique=256)
         args = (ds, bb.image_size, bb.mean, bb.std, n_crops)
-        loader = {v: loader_throughput(*args, batch, workers, loader_batches, views=v) for v in CHOICES["views_on"]}
+        loader = {v: loader_throughput(*args, batch, workers, loader_batches, views=v, warmup=loader_warm)
+                  for v in CHOICES["views_on"]}
         cpu_ms = {v: loader_cpu_ms(*args, n=batch, views=v) for v in CHOICES["views_on"]}
         views_s = device_views_seconds(ds, bb, n_crops, batch, dev)
-        e2e = {v: end_to_end(model, cfg, ds, opt, batch, workers, e2e_batches, dev, views=v) if e2e_batches else None
+        e2e = {v: end_to_end(model, cfg, ds, opt, batch, workers, e2e_batches, dev, e2e_warm, v) if e2e_batches else None
                for v in CHOICES["views_on"]}
         if progress and e2e_batches: print(f"end to end: {e2e['cpu']:.1f} images/s (views in the workers), "
                                            f"{e2e['device']:.1f} (views on the device)", flush=True)
@@ -256,7 +268,8 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
                "step_images_per_s_device_views": batch / (step + views_s),
                "loader_ratio_device_views": loader["device"] / (batch / (step + views_s)),
                "end_to_end_images_per_s": e2e["cpu"], "end_to_end_images_per_s_device_views": e2e["device"],
-               "end_to_end_batches": e2e_batches,
+               "loader_batches": loader_batches, "loader_warmup_batches": loader_warm,
+               "end_to_end_batches": e2e_batches, "end_to_end_warmup_batches": e2e_warm,
                "peak_memory_mb": peak_memory_mb(dev), "rounds": steps, "step_seconds_all": step_t,
                "reference_seconds_all": ref_t, "step_cpu_seconds_all": step_c, "reference_cpu_seconds_all": ref_c,
                "parts_seconds": parts}
@@ -276,53 +289,72 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     return summary
 
 # %% ../nbs/21_bench.ipynb #c022
-PRECISION_ARMS = {"float32": {}, "bf16": {"amp": "bf16"}, "bf16 + compile + device views": GPU_PRESET}
+PRECISION_ARMS = {"float32": {}, "bf16": {"amp": "bf16"},
+                  "bf16 + compile + device views": {"amp": "bf16", "compile": True, "views_on": "device"}}
 
-def _arm_stats(rows: list[dict]) -> dict:
-    t = [r["top1"] for r in rows]
-    return {"n": len(t), "top1": t, "mean": statistics.fmean(t), "sd": statistics.stdev(t) if len(t) > 1 else None,
-            "top1_cls": [r.get("top1_cls") for r in rows], "top1_fg": [r.get("top1_fg") for r in rows]}
+def _arm_dir(out: Path, arm: str, seed: int) -> Path:
+    return Path(out) / "runs" / f"{slug(arm)}-s{seed}"
+
+def _run_row(run: Path, epoch: int | None) -> dict:
+    "Test top-1 of a run folder: its final.json, or the metrics.jsonl row of `epoch` (runs stopped later still have it)."
+    if epoch is None:
+        if not (run / "final.json").exists(): raise MicroclipError(f"{run} has no final.json (unfinished); pass epoch=")
+        r = json.loads((run / "final.json").read_text())
+    else:
+        rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()] if (run / "metrics.jsonl").exists() else []
+        r = next((x for x in rows if x.get("epoch") == epoch), None)
+        if r is None: raise MicroclipError(f"{run} has no evaluation after epoch {epoch}")
+    return {k: r.get(k) for k in ("top1", "top1_cls", "top1_fg")}
+
+def precision_summary(out, arms: dict | None = None, seeds=(0, 1, 2), epoch: int | None = None) -> dict:
+    """Compare each arm's run folders (`out/runs/<arm>-s<seed>`) with the first arm's: test top-1 at the end of training,
+    or after `epoch` for every run; write `out/<device>-precision.json`, the device and versions as the runs recorded them."""
+    arms, out = arms or PRECISION_ARMS, Path(out)
+    rows = {a: [_run_row(_arm_dir(out, a, s), epoch) for s in seeds] for a in arms}
+    ref = next(iter(arms))
+    r = [x["top1"] for x in rows[ref]]
+    stats = {}
+    for a, xs in rows.items():
+        t = [x["top1"] for x in xs]
+        sd = lambda v: statistics.stdev(v) if len(v) > 1 else None
+        st = {"settings": arms[a], "top1": t, "mean": statistics.fmean(t), "sd": sd(t),
+              "top1_cls": [x["top1_cls"] for x in xs], "top1_fg": [x["top1_fg"] for x in xs],
+              "diff_vs_" + ref: statistics.fmean(t) - statistics.fmean(r),
+              "paired_diffs": [u - v for u, v in zip(t, r)]}
+        se = math.sqrt(st["sd"] ** 2 / len(t) + sd(r) ** 2 / len(r)) if len(seeds) > 1 else None
+        st["holds"] = None if se is None else abs(st["diff_vs_" + ref]) <= 2 * se
+        stats[a] = st
+    env = json.loads((_arm_dir(out, ref, seeds[0]) / "env.json").read_text())     # what ran the runs
+    name = env.get("cuda") if env.get("device", "").startswith("cuda") else f"cpu-{cpu_model()}"
+    doc = {"device": name, "seeds": list(seeds), "epoch": epoch if epoch is not None else "final", "reference": ref,
+           **{k: env.get(k) for k in ("torch", "open_clip", "git_commit")}, "arms": stats}
+    write_json(out / f"{slug(name)}-precision.json", doc)
+    return doc
 
 def precision_check(out, seeds=(0, 1, 2), arms: dict | None = None, device: str = "auto", parallel: int = 9,
                     workers: int = 1, overrides: dict | None = None, data_root=None) -> dict:
-    "Train the microworld demo run per arm (config overrides) and seed in `parallel` processes; compare arms to the first."
+    "Train the microworld demo run per arm (config overrides) and seed in `parallel` processes, then `precision_summary`."
     arms, out = arms or PRECISION_ARMS, Path(out)
     if not arms or not seeds: raise MicroclipError("precision_check needs at least one arm and one seed")
-    out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for arm, over in arms.items():
         for s in seeds:
             kv = {"workers": workers, **(overrides or {}), **over} | ({"data_root": str(data_root)} if data_root else {})
-            run = out / "runs" / f"{re.sub(r'[^a-z0-9]+', '-', arm.lower()).strip('-')}-s{s}"
+            run = _arm_dir(out, arm, s)
             cmd = [sys.executable, "-m", "microclip.cli", "train", "--dataset", "microworld", "--train-config", "microworld",
                    "--seed", str(s), "--device", device, "--run-dir", str(run), "--set", *(f"{k}={v}" for k, v in kv.items())]
             jobs.append((arm, s, run, cmd))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    procs, rows, t0 = [], {a: [] for a in arms}, time.perf_counter()
-    def finish(p, arm, s, run, started):
+    procs = []
+    def finish(p, arm, s, run):
         if p.wait() != 0: raise MicroclipError(f"precision_check: run {arm!r} seed {s} failed; see {run}.log")
-        r = json.loads((run / "final.json").read_text())
-        rows[arm].append({"seed": s, "seconds": time.perf_counter() - started, **{k: r.get(k) for k in ("top1", "top1_cls", "top1_fg")}})
-    try:
+    try:                                                         # finished runs return at once: an interrupted check resumes
         for arm, s, run, cmd in jobs:
             while len(procs) >= parallel: finish(*procs.pop(0))
             run.parent.mkdir(parents=True, exist_ok=True)
             with open(f"{run}.log", "w") as log:
-                procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), arm, s, run, time.perf_counter()))
+                procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), arm, s, run))
         while procs: finish(*procs.pop(0))
     finally:                                                     # interrupted or failed: stop the others (they resume)
         for p, *_ in procs: p.terminate()
-    ref, stats = next(iter(arms)), {a: _arm_stats(sorted(r, key=lambda x: x["seed"])) for a, r in rows.items()}
-    for a, st in stats.items():
-        r = stats[ref]
-        st["seconds"] = [x["seconds"] for x in sorted(rows[a], key=lambda x: x["seed"])]
-        st["settings"] = arms[a]
-        st["diff_vs_" + ref] = st["mean"] - r["mean"]
-        se = math.sqrt(st["sd"] ** 2 / st["n"] + r["sd"] ** 2 / r["n"]) if st["sd"] is not None and r["sd"] is not None else None
-        st["holds"] = None if se is None else abs(st["mean"] - r["mean"]) <= 2 * se
-    dev = get_device(device)
-    doc = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model(), "seeds": list(seeds),
-           "reference": ref, "overrides": overrides or {}, "wall_seconds": time.perf_counter() - t0,
-           **{k: v for k, v in environment(dev).items() if k in ("torch", "open_clip", "git_commit")}, "arms": stats}
-    write_json(out / f"{device_slug(dev)}-precision.json", doc)
-    return doc
+    return precision_summary(out, arms, seeds)
