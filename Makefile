@@ -73,12 +73,12 @@ docs-check: $(VENV_STAMP)  ## build one page and screenshot it in headless Chrom
 bench: $(VENV_STAMP)  ## time the training step of a random ViT-B/32 (batch 16, 224 px) and both view paths → reports/bench/<device>.json
 	.venv/bin/microclip bench --backbone ViT-B-32 --batch 16
 
-# On a machine with a GPU (≈ 5–10 min with the environment in place): the GPU preset (batch 64, bf16, torch.compile) for
-# ViT-B/32 and ViT-B/16, all CPU cores as loader workers; both land in reports/bench/<gpu name>.json, then commit it.
-bench-gpu: $(VENV_STAMP)  ## the GPU preset for ViT-B/32 and ViT-B/16 at batch 64 → reports/bench/<gpu>.json
+# On a machine with a GPU (≈ 12 min with the environment in place): .ci/gpu-check — the GPU preset (batch 64, bf16,
+# torch.compile) for ViT-B/32 and ViT-B/16 with all cores as loader workers, the B/32 step in bf16 and float32 eager beside
+# it, and bench.precision_check on the microworld; results in reports/bench/, then commit them.
+bench-gpu: $(VENV_STAMP)  ## the GPU checks (.ci/gpu-check) → reports/bench/<gpu>.json, reports/bench/precision/
 	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'bench-gpu needs a CUDA device')"
-	.venv/bin/microclip bench --backbone ViT-B-32 --gpu --device cuda --workers $$(nproc) --steps 5 --warmup 2
-	.venv/bin/microclip bench --backbone ViT-B-16 --gpu --device cuda --workers $$(nproc) --steps 5 --warmup 2
+	PY=$(PY) bash .ci/gpu-check
 
 # The released training step against ours on identical random weights, views and heads (nbs/22_faithfulness.ipynb).
 # RELEASE is a clone of https://github.com/sathiiii/microCLIP; its code is imported at run time, never copied here.
