@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from .core import CHOICES, GPU_PRESET, Config, MicroclipError, get_device, reports_dir, set_seed, write_json, write_text
+from .core import CHOICES, Config, MicroclipError, get_device, reports_dir, set_seed, write_json, write_text
 from .backbone import Backbone
 from .datasets import ImageList
 from .losses import RunningMarginal, self_training_loss
@@ -215,7 +215,8 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     """Time the training step against the unavoidable encoder passes, its parts, its FLOP/s, both view paths and (`e2e_batches`,
     on a GPU by default, not on a CPU) training end to end with the loader running; write the results. The loader and
     end-to-end timings start once every worker has delivered its first batch and run for at least two batches a worker."""
-    for k, v in dict(batch=batch, steps=steps, n_crops=n_crops, loader_batches=loader_batches or 1).items():
+    sizes = dict(batch=batch, steps=steps, n_crops=n_crops, **({} if loader_batches is None else {"loader_batches": loader_batches}))
+    for k, v in sizes.items():
         if v < 1: raise MicroclipError(f"bench option {k} must be >= 1, got {v}")
     if warmup < 0: raise MicroclipError(f"bench option warmup must be >= 0, got {warmup}")
     if e2e_batches is not None and e2e_batches < 0: raise MicroclipError(f"bench option e2e_batches must be >= 0, got {e2e_batches}")
