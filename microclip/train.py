@@ -266,6 +266,7 @@ def _train_locked(cfg, inputs, dist, device, run, fp, resume, progress, stop_aft
         load_trainable(model, ck["trainable"], str(ck_path)); opt.load_state_dict(ck["optimizer"])
         marginal.load_state_dict(ck["marginal"]); rows, start = ck["metrics"], ck["epoch"]
         if "scaler" in ck: scaler.load_state_dict(ck["scaler"])
+        if write: (run / "error.json").unlink(missing_ok=True)    # the stop it resumes from is over
     else:
         if write:
             write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))

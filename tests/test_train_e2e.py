@@ -49,8 +49,10 @@ def test_resume_matches_uninterrupted_and_runs_are_deterministic(folder, tmp_pat
     assert [r["loss"] for r in ra[1:]] == [r["loss"] for r in rb[1:]]
     assert train(cfg, run_dir=tmp_path / "c", progress=False, stop_after=1) == {"stopped_after": 1}
     assert not (tmp_path / "c" / "final.json").exists()
+    (tmp_path / "c" / "error.json").write_text('{"error": "killed", "completed_epochs": 1}')   # how the stop was recorded
     resumed = train(cfg, run_dir=tmp_path / "c", progress=False)
     assert resumed["top1"] == straight["top1"]
+    assert not (tmp_path / "c" / "error.json").exists()         # a finished run carries no error of an earlier stop
     rc = [json.loads(l) for l in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in rc[1:]] == [r["loss"] for r in ra[1:]]
 
