@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 import yaml
 from .core import CHOICES, Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, sha256, write_text
-from .runs import (ZEROSHOT_FIELDS, input_changes, input_fingerprint, run_identity, run_name, run_status,
+from .runs import (ZEROSHOT_FIELDS, implicit_request, input_changes, input_fingerprint, run_identity, run_name, run_status,
                             zeroshot_run_dir)
 from .study import ABLATIONS, PAPER_AXES
 from .datasets import BENCHMARKS   # the paper's 13 benchmarks: the dataset registry's one list
@@ -76,7 +76,7 @@ def load_runs(root=None) -> pd.DataFrame:
         cfg, final, env, err, study = (({} if n != "study" else None) if isinstance(v, _Unreadable) else v for n, v in files.items())
         if cfg: cfg = {**LATE_OPTIONS, **cfg}                   # options added after the run: the values it ran with
         zs = run.name.startswith("zeroshot-")
-        reqs = (study or {"requests": [{"experiment": "zeroshot" if zs else "adapt"}]})["requests"]
+        reqs = (study or {"requests": [implicit_request(run)]})["requests"]
         params = reqs[0].get("parameters", {})
         status, why = run_status(run), None
         if bad: status = "unreadable"

@@ -18,8 +18,8 @@ from .descriptions import default_descriptions_path
 # %% auto #0
 __all__ = ['CONTENT_FILE', 'ZEROSHOT_FIELDS', 'LOCK_ENV', 'RUN_FILES', 'dataset_fingerprint', 'input_fingerprint',
            'record_content', 'run_identity', 'input_changes', 'run_hash', 'run_name', 'dataset_folder',
-           'default_run_dir', 'environment', 'zeroshot_run_dir', 'RunLocked', 'take_run_lock', 'run_lock',
-           'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'run_status']
+           'default_run_dir', 'environment', 'zeroshot_run_dir', 'implicit_request', 'RunLocked', 'take_run_lock',
+           'run_lock', 'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'run_status']
 
 # %% ../nbs/11a_runs.ipynb #c010
 @functools.lru_cache(maxsize=32)
@@ -156,6 +156,11 @@ def zeroshot_run_dir(cfg: Config) -> Path:
     "`runs_dir()/<dataset>/zeroshot-<backbone>-<hash of the zero-shot settings>`"
     ignore = tuple(f for f in cfg.to_dict() if f not in ZEROSHOT_FIELDS)
     return runs_dir() / dataset_folder(cfg.dataset) / f"zeroshot-{cfg.backbone}-{run_hash(cfg, ignore=ignore)}"
+
+def implicit_request(run) -> dict:
+    "What a run folder without `study.json` (made by `microclip train`, a zero-shot evaluation, the demo) is read as."
+    return {"experiment": "zeroshot" if Path(run).name.startswith("zeroshot-") else "adapt"}
+
 
 # %% ../nbs/11a_runs.ipynb #c010c
 LOCK_ENV = "MICROCLIP_RUN_LOCK"            # the run folder whose lock this process (or its parent) holds

@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import (CHOICES, Config, MicroclipError, check_choice, config_hash, load_config, parse_overrides,
                             project_root, runs_dir, write_json, write_text)
 # run identity and status are notebook 11a's; ZEROSHOT_FIELDS, zeroshot_run_dir and run_status stay importable from here
-from .runs import ZEROSHOT_FIELDS, RunLocked, default_run_dir, run_lock, run_status, zeroshot_run_dir
+from .runs import ZEROSHOT_FIELDS, RunLocked, default_run_dir, implicit_request, run_lock, run_status, zeroshot_run_dir
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'ABLATIONS', 'PAPER_AXES', 'EXECUTORS', 'experiment_notebook', 'evaluate_zeroshot', 'train_run',
@@ -150,7 +150,9 @@ def plan_study(datasets, seeds=(0,), experiment="adapt", config: str | None = No
 # %% ../nbs/17_study.ipynb #c016
 def _record_request(spec: RunSpec) -> None:
     p = Path(spec.run_dir) / "study.json"
-    reqs = json.loads(p.read_text())["requests"] if p.exists() else []
+    if p.exists(): reqs = json.loads(p.read_text())["requests"]
+    else:                               # a run made outside the study (microclip train, the demo) keeps what it was read as
+        reqs = [implicit_request(spec.run_dir)] if (Path(spec.run_dir) / "config.yaml").exists() else []
     new = [r for r in ({**s.tags, "notebook": Path(s.notebook).name, "parameters": s.parameters} for s in [spec, *spec.also])
            if r not in reqs]
     if new: write_json(p, {"requests": reqs + new})
