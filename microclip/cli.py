@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", default=None, help="torch.compile the transformer blocks")
     b.add_argument("--gpu", action="store_true", help="the GPU preset: batch 64 and core.GPU_PRESET's amp and compile")
     b.add_argument("--e2e-batches", type=int, default=None,
-                   help="timed batches of training with the loader running (default 8 on a GPU, 0 on a CPU)")
+                   help="timed batches of training with the loader running (on a GPU by default: two per worker, at least 8; 0 on a CPU)")
     _add_common(b)
     from microclip.study import add_study_args
     from microclip.reports import add_report_args
