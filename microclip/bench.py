@@ -25,7 +25,8 @@ from .views import DeviceViews, SeededSamples, TrainViews, collate_views, make_v
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'PRECISION_ARMS', 'reference_passes', 'step_parts', 'peak_memory_mb', 'synthetic_folder',
            'loader_throughput', 'loader_cpu_ms', 'end_to_end', 'peak_flops', 'count_flops', 'cpu_model', 'device_slug',
-           'slug', 'device_views_seconds', 'write_device_json', 'run_bench', 'precision_summary', 'precision_check']
+           'slug', 'device_views_seconds', 'write_device_json', 'run_bench', 'profile_step', 'precision_summary',
+           'precision_check']
 
 # %% ../nbs/21_bench.ipynb #c005
 def _sync(device):
@@ -290,6 +291,52 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     write_device_json(out, summary, dev)
     return summary
 
+# %% ../nbs/21_bench.ipynb #c019b
+def _profile_table(fn, n: int, device, top: int) -> dict:
+    "`fn()` `n` times under torch.profiler: per-call wall ms, busy ms, operators by self time, runtime calls."
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    _sync(device)
+    with torch.profiler.profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        for _ in range(n): fn()
+        _sync(device); wall = (time.perf_counter() - t0) / n
+    on_dev = device.type == "cuda"
+    self_us = lambda e: (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)) if on_dev else e.self_cpu_time_total
+    ev = list(prof.key_averages())
+    ops = sorted(({"op": e.key, "calls": e.count / n, "self_ms": self_us(e) / 1e3 / n} for e in ev if not e.key.startswith("cu")),
+                 key=lambda r: -r["self_ms"])
+    runtime = {e.key: e.count / n for e in ev if e.key.startswith("cu")}           # cudaLaunchKernel, cudaMemcpyAsync, syncs
+    return {"wall_ms": wall * 1e3, "busy_ms": sum(r["self_ms"] for r in ops), "kernel_launches": sum(
+            c for k, c in runtime.items() if "LaunchKernel" in k), "runtime_calls": runtime, "ops": ops[:top]}
+
+def profile_step(backbone: str = "ViT-B-32", batch: int = 64, device: str = "auto", amp: str = "bf16", compile: bool = False,
+                 steps: int = 3, warmup: int = 2, n_crops: int = 8, pretrained: str | None = None, top: int = 30,
+                 source_size=(500, 375), out=None) -> dict:
+    """Profile the bench's training step (`steps` of them after `warmup`) and `make_views` on one batch: operators by self time
+    on the device per step, busy time against wall time, kernel launches; written to `out/<device>-profile.json`."""
+    if min(batch, steps, n_crops, top) < 1 or warmup < 0: raise MicroclipError(
+        f"profile_step needs batch, steps, n_crops, top >= 1 and warmup >= 0; got {batch}, {steps}, {n_crops}, {top}, {warmup}")
+    dev = get_device(device)
+    set_seed(0)
+    model, cfg = _model(backbone, None, pretrained, dev, n_crops, amp=amp, compile=compile)
+    if compile: compile_blocks(model)
+    bb, data = model.backbone, _batch(model.backbone, batch, n_crops)
+    opt = torch.optim.AdamW([p for _, p in model.trainable_parameters()], lr=1e-6)
+    step = lambda: train_step(model, data, opt, RunningMarginal(), cfg, cfg.gamma, dev)
+    for _ in range(warmup): step()
+    res = {**_context(backbone, batch, dev, bb.image_size, 0, n_crops), "amp": amp, "compile": compile, "steps": steps,
+           "step": _profile_table(step, steps, dev, top)}
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = synthetic_folder(tmp, n=batch, size=tuple(source_size), unique=min(batch, 16))
+        ds.transform = DeviceViews(bb.image_size, bb.mean, n_crops)
+        b = collate_views([SeededSamples(ds)[i] for i in range(batch)])[0]
+        b["image"] = b["image"].pin_memory() if dev.type == "cuda" else b["image"]
+        make_views(b, bb.image_size, dev)                                          # warm-up
+        res["make_views"] = _profile_table(lambda: make_views(b, bb.image_size, dev), max(1, steps), dev, top)
+    out = Path(out) if out is not None else reports_dir() / "bench"
+    write_json(out / f"{device_slug(dev)}-profile.json", res)
+    return res
+
 # %% ../nbs/21_bench.ipynb #c022
 PRECISION_ARMS = {"float32": {}, "bf16": {"amp": "bf16"},
                   "bf16 + compile + device views": {"amp": "bf16", "compile": True, "views_on": "device"}}
@@ -310,7 +357,8 @@ def _run_row(run: Path, epoch: int | None) -> dict:
 
 def precision_summary(out, arms: dict | None = None, seeds=(0, 1, 2), epoch: int | None = None) -> dict:
     """Compare each arm's run folders (`out/runs/<arm>-s<seed>`) with the first arm's: test top-1 at the end of training,
-    or after `epoch` for every run; write `out/<device>-precision.json`, the device and versions as the runs recorded them."""
+    or after `epoch` for every run; write `out/<device>-precision.json` (`…-precision-epoch<k>.json` after epoch k), the
+    device and versions as the runs recorded them."""
     arms, out = arms or PRECISION_ARMS, Path(out)
     rows = {a: [_run_row(_arm_dir(out, a, s), epoch) for s in seeds] for a in arms}
     ref = next(iter(arms))
@@ -330,7 +378,7 @@ def precision_summary(out, arms: dict | None = None, seeds=(0, 1, 2), epoch: int
     name = env.get("cuda") if env.get("device", "").startswith("cuda") else f"cpu-{cpu_model()}"
     doc = {"device": name, "seeds": list(seeds), "epoch": epoch if epoch is not None else "final", "reference": ref,
            **{k: env.get(k) for k in ("torch", "open_clip", "git_commit")}, "arms": stats}
-    write_json(out / f"{slug(name)}-precision.json", doc)
+    write_json(out / f"{slug(name)}-precision{'' if epoch is None else f'-epoch{epoch}'}.json", doc)
     return doc
 
 def precision_check(out, seeds=(0, 1, 2), arms: dict | None = None, device: str = "auto", parallel: int = 9,

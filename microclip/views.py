@@ -14,7 +14,7 @@ from timm.data import create_transform
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
-from .core import CHOICES, check_choice
+from .core import CHOICES, MicroclipError, check_choice
 
 # %% auto #0
 __all__ = ['RAND_AUGMENT', 'STRONG_VIEWS', 'RA_OPS', 'weak_geometry', 'weak_transform', 'eval_transform', 'strong_transform',
@@ -242,13 +242,23 @@ def resample_weights(n_in: int, start, length, n_mid, first, n_out: int) -> torc
 
 def _round8(x: torch.Tensor) -> torch.Tensor: return (x + 0.5).floor_().clamp_(0, 255)   # Pillow's clip8
 
-def crop_resize(img: torch.Tensor, owner: torch.Tensor, views: torch.Tensor, size: int, chunk: int = 16) -> torch.Tensor:
+def _view_bytes(H: int, W: int, S: int) -> int:
+    "Temporaries of one view in `crop_resize`: its image gathered in float32, its rows resampled, its float64 weights."
+    return 12 * H * W + 12 * H * S + 48 * S * (H + W)
+
+def crop_resize(img: torch.Tensor, owner: torch.Tensor, views: torch.Tensor, size: int, chunk: int | None = None,
+                max_bytes: int | None = None) -> torch.Tensor:
     """Views (V, 3, S, S), float pixel values 0–255, of images (B, 3, H, W): view v takes image `owner[v]`'s box
-    (y0, x0, h, w), resizes it to (oh, ow), crops (top, left, S, S) and flips if asked (`views` (V, 9), in that order)."""
+    (y0, x0, h, w), resizes it to (oh, ow), crops (top, left, S, S) and flips if asked (`views` (V, 9), in that order).
+    Views are made `chunk` at a time: by default as many as keep the temporaries under `max_bytes` (2 GiB on a GPU,
+    where every chunk is a round of kernel launches; 256 MiB on a CPU)."""
     H, W = img.shape[-2:]
-    y0, x0, h, w, oh, ow, top, left, flip = views.to(img.device).unbind(-1)
+    y0, x0, h, w, oh, ow, top, left, flip = views.to(img.device, non_blocking=True).unbind(-1)   # no wait for the device
+    if chunk is None:
+        budget = max_bytes or (2 ** 31 if img.device.type == "cuda" else 2 ** 28)
+        chunk = max(1, budget // _view_bytes(H, W, size))
     out = []
-    for s in range(0, len(views), chunk):                                       # bounds the (v, 3, H, S) temporaries
+    for s in range(0, len(views), chunk):
         sl = slice(s, s + chunk)
         Wx = resample_weights(W, x0[sl], w[sl], ow[sl], left[sl], size)        # (v, S, W)
         Wx = torch.where(flip[sl].bool()[:, None, None], Wx.flip(1), Wx)
@@ -345,14 +355,16 @@ def rand_augment_op(x: torch.Tensor, name: str, arg: torch.Tensor, fill: torch.T
     return affine_pil(x, _affine_matrix(name, arg, *x.shape[-2:]), fill)
 
 def rand_augment(x: torch.Tensor, ra: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    "Each image's drawn ops (`ra` (n, L, 2) on the CPU: op index or −1, argument), layer by layer, batched per op."
+    """Each image's drawn ops (`ra` (n, L, 2) on the CPU: op index or −1, argument), layer by layer, batched per op.
+    Which images take which op is read on the CPU; indices and arguments go to `x`'s device without waiting for it."""
+    if ra.device.type != "cpu": raise MicroclipError(f"rand_augment reads the op draws on the CPU; got them on {ra.device}")
+    args = ra[..., 1].to(x.device, non_blocking=True)
     for layer in range(ra.shape[1]):
         op = ra[:, layer, 0].long()
         for k in op.unique().tolist():
             if k < 0: continue
-            sel = (op == k).nonzero().squeeze(1)
-            d = sel.to(x.device)
-            x = x.index_copy(0, d, rand_augment_op(x[d], RA_OPS[k], ra[sel, layer, 1], fill[d]))
+            d = (op == k).nonzero().squeeze(1).to(x.device, non_blocking=True)
+            x = x.index_copy(0, d, rand_augment_op(x[d], RA_OPS[k], args[d, layer], fill[d]))
     return x
 
 def make_views(batch: dict, size: int, device=None) -> tuple:
@@ -363,5 +375,5 @@ def make_views(batch: dict, size: int, device=None) -> tuple:
     out = crop_resize(img, torch.arange(B, device=img.device).repeat_interleave(V), views.flatten(0, 1), size)
     out = out.view(B, V, 3, size, size)
     strong = out[:, 1]
-    if (batch["ra"][..., 0] >= 0).any(): strong = rand_augment(strong, batch["ra"], batch["fill"].to(img.device))
+    if (batch["ra"][..., 0] >= 0).any(): strong = rand_augment(strong, batch["ra"], batch["fill"].to(img.device, non_blocking=True))
     return out[:, 0].to(torch.uint8), strong.to(torch.uint8), out[:, 2:].to(torch.uint8)
