@@ -4,7 +4,8 @@
 
 # %% ../nbs/21_bench.ipynb #c002
 from __future__ import annotations
-import csv, datetime, io, itertools, json, math, os, platform, re, resource, statistics, subprocess, sys, tempfile, time
+import collections, csv, datetime, io, itertools, json, math, os, platform, re, resource, statistics, subprocess, sys, tempfile, time
+import traceback, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ from .views import DeviceViews, SeededSamples, TrainViews, collate_views, make_v
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'PRECISION_ARMS', 'reference_passes', 'step_parts', 'peak_memory_mb', 'synthetic_folder',
            'loader_throughput', 'loader_cpu_ms', 'end_to_end', 'peak_flops', 'count_flops', 'cpu_model', 'device_slug',
-           'slug', 'device_views_seconds', 'write_device_json', 'run_bench', 'profile_step', 'precision_summary',
-           'precision_check']
+           'slug', 'device_views_seconds', 'write_device_json', 'run_bench', 'sync_sites', 'profile_step',
+           'precision_summary', 'precision_check']
 
 # %% ../nbs/21_bench.ipynb #c005
 def _sync(device):
@@ -292,8 +293,24 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     return summary
 
 # %% ../nbs/21_bench.ipynb #c019b
+def sync_sites(fn, device, depth: int = 3) -> dict[str, int]:
+    """Where `fn()` makes the host wait for the device, by CUDA's sync debug mode: {innermost `depth` call sites: count};
+    {} on a CPU, where nothing waits."""
+    if device.type != "cuda": return {}
+    sites, prev, show = collections.Counter(), torch.cuda.get_sync_debug_mode(), warnings.showwarning
+    def record(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" not in str(message): return show(message, category, filename, lineno, file, line)
+        fr = [f for f in traceback.extract_stack()[:-1] if not f.filename.endswith(("warnings.py", "bench.py"))][-depth:]
+        sites[" < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(fr))] += 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("always"); warnings.showwarning = record
+        try: torch.cuda.set_sync_debug_mode("warn"); fn(); _sync(device)
+        finally: torch.cuda.set_sync_debug_mode(prev)
+    return dict(sites.most_common())
+
 def _profile_table(fn, n: int, device, top: int) -> dict:
-    "`fn()` `n` times under torch.profiler: per-call wall ms, busy ms, operators by self time, runtime calls."
+    """`fn()` `n` times under torch.profiler: per-call wall ms; busy ms (the device's kernels and copies; on a CPU, the
+    operators' self time); operators by self time there; kernel launches and other runtime calls; then where it syncs."""
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
     _sync(device)
     with torch.profiler.profile(activities=acts) as prof:
@@ -301,19 +318,22 @@ def _profile_table(fn, n: int, device, top: int) -> dict:
         for _ in range(n): fn()
         _sync(device); wall = (time.perf_counter() - t0) / n
     on_dev = device.type == "cuda"
-    self_us = lambda e: (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)) if on_dev else e.self_cpu_time_total
     ev = list(prof.key_averages())
-    ops = sorted(({"op": e.key, "calls": e.count / n, "self_ms": self_us(e) / 1e3 / n} for e in ev if not e.key.startswith("cu")),
+    host = [e for e in ev if e.device_type == torch.autograd.DeviceType.CPU]          # operators and runtime calls
+    self_us = lambda e: (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)) if on_dev else e.self_cpu_time_total
+    ops = sorted(({"op": e.key, "calls": e.count / n, "self_ms": self_us(e) / 1e3 / n} for e in host if not e.key.startswith("cu")),
                  key=lambda r: -r["self_ms"])
-    runtime = {e.key: e.count / n for e in ev if e.key.startswith("cu")}           # cudaLaunchKernel, cudaMemcpyAsync, syncs
-    return {"wall_ms": wall * 1e3, "busy_ms": sum(r["self_ms"] for r in ops), "kernel_launches": sum(
-            c for k, c in runtime.items() if "LaunchKernel" in k), "runtime_calls": runtime, "ops": ops[:top]}
+    busy = sum(self_us(e) for e in ev if e.device_type != torch.autograd.DeviceType.CPU) if on_dev else sum(r["self_ms"] for r in ops) * 1e3 * n
+    runtime = {e.key: e.count / n for e in host if e.key.startswith("cu")}             # cudaLaunchKernel, cudaMemcpyAsync, syncs
+    return {"wall_ms": wall * 1e3, "busy_ms": busy / 1e3 / n, "kernel_launches": sum(c for k, c in runtime.items() if "LaunchKernel" in k),
+            "runtime_calls": runtime, "ops": ops[:top], "sync_sites": sync_sites(fn, device)}
 
 def profile_step(backbone: str = "ViT-B-32", batch: int = 64, device: str = "auto", amp: str = "bf16", compile: bool = False,
                  steps: int = 3, warmup: int = 2, n_crops: int = 8, pretrained: str | None = None, top: int = 30,
                  source_size=(500, 375), out=None) -> dict:
     """Profile the bench's training step (`steps` of them after `warmup`) and `make_views` on one batch: operators by self time
-    on the device per step, busy time against wall time, kernel launches; written to `out/<device>-profile.json`."""
+    on the device per step, busy time against wall time, kernel launches, where the host waits; written to
+    `out/<device>-profile-<amp>[-compile].json`."""
     if min(batch, steps, n_crops, top) < 1 or warmup < 0: raise MicroclipError(
         f"profile_step needs batch, steps, n_crops, top >= 1 and warmup >= 0; got {batch}, {steps}, {n_crops}, {top}, {warmup}")
     dev = get_device(device)
@@ -334,7 +354,7 @@ def profile_step(backbone: str = "ViT-B-32", batch: int = 64, device: str = "aut
         make_views(b, bb.image_size, dev)                                          # warm-up
         res["make_views"] = _profile_table(lambda: make_views(b, bb.image_size, dev), max(1, steps), dev, top)
     out = Path(out) if out is not None else reports_dir() / "bench"
-    write_json(out / f"{device_slug(dev)}-profile.json", res)
+    write_json(out / f"{device_slug(dev)}-profile-{slug(amp + (' compile' if compile else ''))}.json", res)
     return res
 
 # %% ../nbs/21_bench.ipynb #c022
