@@ -88,8 +88,7 @@ class TrainViews:
 def normalize_views(x: torch.Tensor, mean, std, dtype=torch.float32) -> torch.Tensor:
     "uint8 images (..., 3, S, S) → (x/255 − mean)/std in `dtype`, exactly as `ToTensor` + `Normalize` compute it."
     if x.dtype != torch.uint8: raise TypeError(f"normalize_views expects uint8 images, got {x.dtype}")
-    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    m, s = (torch.as_tensor(v, dtype=torch.float32).view(3, 1, 1).to(x.device, non_blocking=True) for v in (mean, std))  # no wait
     return x.float().div_(255).sub_(m).div_(s).to(dtype)
 
 # %% ../nbs/07_views.ipynb #c019
