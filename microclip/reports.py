@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 import yaml
 from .core import CHOICES, Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, sha256, write_text
-from .runs import (ZEROSHOT_FIELDS, implicit_request, input_changes, input_fingerprint, run_identity, run_name, run_status,
+from .runs import (ZEROSHOT_FIELDS, implicit_request, input_changes, is_zeroshot_run, input_fingerprint, run_identity, run_name, run_status,
                             zeroshot_run_dir)
 from .study import ABLATIONS, PAPER_AXES
 from .datasets import BENCHMARKS   # the paper's 13 benchmarks: the dataset registry's one list
@@ -56,7 +56,7 @@ def stale_reason(run: Path, cfg: dict, env: dict) -> str | None:
     except MicroclipError: return None                         # cannot tell
     if "inputs" in env: return "; ".join(input_changes(c, env["inputs"])) or None
     if not run_identity(c): return None
-    zs = run.name.startswith("zeroshot-")
+    zs = is_zeroshot_run(run)
     expected = zeroshot_run_dir(c).name if zs else run_name(c)
     if run.name.rsplit("-", 1)[0] != expected.rsplit("-", 1)[0]: return None    # not a default folder name
     return None if run.name == expected else "its folder name (a digest of its input files) differs from today's files' digest"
@@ -75,7 +75,7 @@ def load_runs(root=None) -> pd.DataFrame:
         bad = [v for v in files.values() if isinstance(v, _Unreadable)]
         cfg, final, env, err, study = (({} if n != "study" else None) if isinstance(v, _Unreadable) else v for n, v in files.items())
         if cfg: cfg = {**LATE_OPTIONS, **cfg}                   # options added after the run: the values it ran with
-        zs = run.name.startswith("zeroshot-")
+        zs = is_zeroshot_run(run)
         reqs = (study or {"requests": [implicit_request(run)]})["requests"]
         params = reqs[0].get("parameters", {})
         status, why = run_status(run), None

@@ -18,8 +18,8 @@ from .descriptions import default_descriptions_path
 # %% auto #0
 __all__ = ['CONTENT_FILE', 'ZEROSHOT_FIELDS', 'LOCK_ENV', 'RUN_FILES', 'dataset_fingerprint', 'input_fingerprint',
            'record_content', 'run_identity', 'input_changes', 'run_hash', 'run_name', 'dataset_folder',
-           'default_run_dir', 'environment', 'zeroshot_run_dir', 'implicit_request', 'RunLocked', 'take_run_lock',
-           'run_lock', 'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'run_status']
+           'default_run_dir', 'environment', 'zeroshot_run_dir', 'is_zeroshot_run', 'implicit_request', 'RunLocked',
+           'take_run_lock', 'run_lock', 'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'run_status']
 
 # %% ../nbs/11a_runs.ipynb #c010
 @functools.lru_cache(maxsize=32)
@@ -157,9 +157,13 @@ def zeroshot_run_dir(cfg: Config) -> Path:
     ignore = tuple(f for f in cfg.to_dict() if f not in ZEROSHOT_FIELDS)
     return runs_dir() / dataset_folder(cfg.dataset) / f"zeroshot-{cfg.backbone}-{run_hash(cfg, ignore=ignore)}"
 
+def is_zeroshot_run(run) -> bool:
+    "Whether a run folder holds a zero-shot evaluation (`zeroshot_run_dir`'s names) rather than a training run."
+    return Path(run).name.startswith("zeroshot-")
+
 def implicit_request(run) -> dict:
     "What a run folder without `study.json` (made by `microclip train`, a zero-shot evaluation, the demo) is read as."
-    return {"experiment": "zeroshot" if Path(run).name.startswith("zeroshot-") else "adapt"}
+    return {"experiment": "zeroshot" if is_zeroshot_run(run) else "adapt"}
 
 
 # %% ../nbs/11a_runs.ipynb #c010c
