@@ -282,13 +282,15 @@ def affine_pil(img: torch.Tensor, m: torch.Tensor, fill: torch.Tensor) -> torch.
     inside = ((xin >= 0) & (xin < W) & (yin >= 0) & (yin < H))[:, None]
     x0, y0 = (xin - .5).floor(), (yin - .5).floor()
     dx, dy = (xin - .5 - x0).float()[:, None], (yin - .5 - y0).float()[:, None]  # (n, 1, H, W)
-    flat = img.flatten(2)
-    def tap(yy, xx):                                                             # neighbours clamped to the image
-        idx = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1)).long().flatten(1)[:, None].expand(-1, C, -1)
-        return flat.gather(2, idx).view(n, C, H, W)
-    rows = [_cubic_pil(*(tap(y0 + r, x0 + c) for c in (-1, 0, 1, 2)), dx) for r in (-1, 0, 1, 2)]
-    v = _cubic_pil(*rows, dy).clamp(0, 255).floor()                             # (UINT8) truncates
+    off = torch.arange(-1, 3, device=img.device, dtype=torch.float64)           # the 4 × 4 neighbours, clamped to the image
+    yy, xx = (y0[..., None, None] + off[:, None]).clamp(0, H - 1), (x0[..., None, None] + off).clamp(0, W - 1)
+    idx = (yy * W + xx).long().view(n, 1, -1).expand(-1, C, -1)                 # (n, C, H·W·16): one gather for all taps
+    t = img.flatten(2).gather(2, idx).view(n, C, H, W, 4, 4)                    # [..., row, column]
+    rows = _cubic_pil(*t.unbind(-1), dx[..., None])                              # (n, C, H, W, 4): each row across
+    v = _cubic_pil(*rows.unbind(-1), dy).clamp(0, 255).floor()                  # then down; (UINT8) truncates
     return torch.where(inside, v, fill[:, :, None, None].to(v))
+
+_AFFINE = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
 
 def _affine_matrix(name: str, arg: torch.Tensor, H: int, W: int) -> torch.Tensor:
     "timm's output → input matrices (n, 2, 3) of rotate (Pillow's, about the centre), shear and translate."
@@ -357,13 +359,17 @@ def rand_augment(x: torch.Tensor, ra: torch.Tensor, fill: torch.Tensor) -> torch
     """Each image's drawn ops (`ra` (n, L, 2) on the CPU: op index or −1, argument), layer by layer, batched per op.
     Which images take which op is read on the CPU; indices and arguments go to `x`'s device without waiting for it."""
     if ra.device.type != "cpu": raise MicroclipError(f"rand_augment reads the op draws on the CPU; got them on {ra.device}")
-    args = ra[..., 1].to(x.device, non_blocking=True)
-    for layer in range(ra.shape[1]):
+    args, H, W = ra[..., 1].to(x.device, non_blocking=True), *x.shape[-2:]
+    for layer in range(ra.shape[1]):                           # each image takes one op (or none) per layer
         op = ra[:, layer, 0].long()
-        for k in op.unique().tolist():
-            if k < 0: continue
-            d = (op == k).nonzero().squeeze(1).to(x.device, non_blocking=True)
-            x = x.index_copy(0, d, rand_augment_op(x[d], RA_OPS[k], args[d, layer], fill[d]))
+        sel = {k: (op == k).nonzero().squeeze(1).to(x.device, non_blocking=True) for k in op.unique().tolist() if k >= 0}
+        for k, d in sel.items():
+            if RA_OPS[k] not in _AFFINE: x = x.index_copy(0, d, rand_augment_op(x[d], RA_OPS[k], args[d, layer], fill[d]))
+        aff = [k for k in sel if RA_OPS[k] in _AFFINE]        # the geometric ops: one resampling with per-image matrices
+        if aff:
+            d = torch.cat([sel[k] for k in aff])
+            m = torch.cat([_affine_matrix(RA_OPS[k], args[sel[k], layer], H, W) for k in aff])
+            x = x.index_copy(0, d, affine_pil(x[d], m, fill[d]))
     return x
 
 def make_views(batch: dict, size: int, device=None) -> tuple:
