@@ -177,10 +177,12 @@ def _model(backbone, image_size, pretrained, device, n_crops, n_classes=100, amp
     cfg = Config(backbone=backbone, pretrained=pretrained, n_crops=n_crops, amp=amp, compile=compile)
     return MicroCLIP(bb, w, w, cfg).to(device), cfg
 
-def _batch(bb, batch, n_crops, n_classes=100, seed=0):
+def _batch(bb, batch, n_crops, n_classes=100, seed=0, pin: bool = False):
+    "A fixed batch of uint8 views as the training loader delivers it (`pin`: in pinned memory, as it does for a GPU)."
     g, S = torch.Generator().manual_seed(seed), bb.image_size
     u8 = lambda *s: torch.randint(0, 256, s, generator=g, dtype=torch.uint8)
-    return (u8(batch, 3, S, S), u8(batch, 3, S, S), u8(batch, n_crops, 3, S, S)), torch.arange(batch) % n_classes, torch.arange(batch)
+    views = (u8(batch, 3, S, S), u8(batch, 3, S, S), u8(batch, n_crops, 3, S, S))
+    return tuple(v.pin_memory() for v in views) if pin else views, torch.arange(batch) % n_classes, torch.arange(batch)
 
 # %% ../nbs/21_bench.ipynb #c016
 def _context(backbone, batch, device, image_size, workers, n_crops) -> dict:
@@ -231,7 +233,7 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     set_seed(0)
     if dev.type == "cuda": torch.cuda.reset_peak_memory_stats(dev)
     model, cfg = _model(backbone, image_size, pretrained, dev, n_crops, amp=amp, compile=compile)
-    bb, data = model.backbone, _batch(model.backbone, batch, n_crops)
+    bb, data = model.backbone, _batch(model.backbone, batch, n_crops, pin=dev.type == "cuda")   # as train_loader
     w, s, c = (normalize_views(x.to(dev), bb.mean, bb.std) for x in data[0])
     opt = torch.optim.AdamW([p for _, p in model.trainable_parameters()], lr=1e-6)  # tiny lr: the batch stays meaningful
     flops = count_flops(lambda: train_step(model, data, opt, RunningMarginal(), cfg, cfg.gamma, dev))   # eager, once
@@ -340,7 +342,7 @@ def profile_step(backbone: str = "ViT-B-32", batch: int = 64, device: str = "aut
     set_seed(0)
     model, cfg = _model(backbone, None, pretrained, dev, n_crops, amp=amp, compile=compile)
     if compile: compile_blocks(model)
-    bb, data = model.backbone, _batch(model.backbone, batch, n_crops)
+    bb, data = model.backbone, _batch(model.backbone, batch, n_crops, pin=dev.type == "cuda")
     opt = torch.optim.AdamW([p for _, p in model.trainable_parameters()], lr=1e-6)
     step = lambda: train_step(model, data, opt, RunningMarginal(), cfg, cfg.gamma, dev)
     for _ in range(warmup): step()
