@@ -5,7 +5,7 @@ VENV_STAMP := .venv/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install test test-slow sync-check export clean-nbs demo pretrain study report bench bench-gpu docs docs-check verify-release
+.PHONY: help install test test-slow sync-check export clean-nbs demo pretrain verify-pretrain study report bench bench-gpu docs docs-check verify-release
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,6 +42,9 @@ test-slow: $(VENV_STAMP)  ## also run cells and tests marked slow
 
 pretrain: $(VENV_STAMP)  ## pretrain the tiny CLIP (≈ 15 min on 2 idle cores: 600 updates + diagnosis) and publish it to data/pretrained/microclip-tiny
 	.venv/bin/microclip pretrain
+
+verify-pretrain: $(VENV_STAMP)  ## rerun the pretraining recipe from scratch (≈ 15 min) and check it reproduces the published state_sha256
+	.venv/bin/microclip pretrain --verify
 
 demo: $(VENV_STAMP)  ## the microworld study end to end (cached steps are skipped) → reports/microworld
 	.venv/bin/microclip demo

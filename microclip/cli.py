@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="the microworld study: world, tiny CLIP, zero-shot, adaptation, saliency → reports/microworld")
     dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     pt = sub.add_parser("pretrain", help="pretrain the tiny CLIP on the microworld caption stream and publish it to data/pretrained")
-    pt.add_argument("--run-dir", default=None, help="pretraining runs folder (default: data/pretrain-runs/microclip-tiny)")
+    pt.add_argument("--run-dir", default=None, help="pretraining runs folder (default: data/pretrain-runs/microclip-tiny; "
+                    "with --verify: data/pretrain-runs/verify)")
+    pt.add_argument("--verify", action="store_true", help="rerun the recipe from scratch and check that it reproduces the "
+                    "published checkpoint's tensors (state_sha256) instead of publishing")
     b = sub.add_parser("bench", help="time the training step, its parts, the loader and peak memory → reports/bench")
     b.add_argument("--backbone", default="ViT-B-32", help="open_clip model name (random weights)")
     b.add_argument("--batch", type=int, default=None, help="images per step (default 16; 64 with --gpu)")
@@ -192,9 +195,9 @@ def cmd_demo(a) -> dict:
     from microclip.demo import run_demo
     return run_demo(seeds=tuple(a.seeds))
 
-def cmd_pretrain(a) -> str:
+def cmd_pretrain(a):
     from microclip import tinyclip
-    return f"published {tinyclip.pretrain_and_publish(a.run_dir)}"
+    return tinyclip.verify_pretrain(a.run_dir) if a.verify else f"published {tinyclip.pretrain_and_publish(a.run_dir)}"
 
 def cmd_bench(a) -> dict:
     from microclip.bench import run_bench

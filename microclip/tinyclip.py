@@ -24,7 +24,7 @@ __all__ = ['MODEL_NAME', 'RECIPE', 'register_configs', 'create_tiny', 'to_input'
            'CaptionStream', 'PretrainConfig', 'export_weights', 'state_digest', 'dense_loss', 'pretrain',
            'load_split_arrays', 'image_features', 'text_features', 'prompt_head', 'description_head', 'linear_probe',
            'attribute_zero_shot', 'error_attributes', 'nuisance_breakdown', 'diagnose', 'read_log', 'plot_log',
-           'pretrain_recipe', 'default_checkpoint', 'publish', 'pretrain_and_publish']
+           'pretrain_recipe', 'default_checkpoint', 'publish', 'pretrain_and_publish', 'verify_pretrain']
 
 # %% ../nbs/14_tinyclip.ipynb #c005
 MODEL_NAME = "microclip-tiny"
@@ -395,3 +395,22 @@ def pretrain_and_publish(run_root=None, stages=RECIPE, dest=None, world_root=Non
     root = mw.generate_microworld(world_root)                  # skipped when already there
     earlier = [weights.parent.parent / f"stage{k}" for k in range(1, len(stages))]
     return publish(weights.parent, dest, command="make pretrain", diagnose_root=root, earlier_stages=earlier)
+
+# %% ../nbs/14_tinyclip.ipynb #c048b
+def verify_pretrain(run_root=None, stages=RECIPE, published=None, **kw) -> dict:
+    """Rerun the pretraining recipe from scratch in `run_root` (default `data/pretrain-runs/verify`) and check that its
+    weights' `state_digest` equals the published manifest's `state_sha256` (`published`: the checkpoint's folder)."""
+    man_path = Path(published or default_checkpoint().parent) / "manifest.json"
+    if not man_path.exists(): raise MicroclipError(f"{man_path} not found: there is no published checkpoint to verify")
+    man = json.loads(man_path.read_text())
+    recipe = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(stages[-1]))).items() if k != "init_from"}
+    if {k: v for k, v in man.get("config", {}).items() if k != "init_from"} != recipe:
+        raise MicroclipError(f"{man_path} was published by another recipe than the one given; verify the recipe that made it")
+    t = time.time()
+    weights = pretrain_recipe(Path(run_root) if run_root is not None else data_dir() / "pretrain-runs" / "verify", stages, **kw)
+    got = state_digest(weights)
+    if got != man["state_sha256"]:
+        raise MicroclipError(f"the recipe reproduced different weights: state_sha256 {got} at {weights}, "
+                             f"published {man['state_sha256']} in {man_path}")
+    return {"weights": str(weights), "state_sha256": got, "published": str(man_path), "equal": True,
+            "minutes": round((time.time() - t) / 60, 1)}
