@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_bench.ipynb #c002
 from __future__ import annotations
-import collections, csv, datetime, io, itertools, json, math, os, platform, re, resource, statistics, subprocess, sys, tempfile, time
+import collections, csv, datetime, io, itertools, json, math, os, re, resource, statistics, subprocess, sys, tempfile, time
 import traceback, warnings
 from pathlib import Path
 import numpy as np
@@ -19,15 +19,15 @@ from .datasets import ImageList
 from .losses import RunningMarginal, self_training_loss
 from .model import MicroCLIP
 from .soap import ncut_foreground
-from .runs import environment
+from .runs import cpu_model, environment
 from .train import compile_blocks, train_loader, train_step
 from .views import DeviceViews, SeededSamples, TrainViews, collate_views, make_views, normalize_views
 
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'PRECISION_ARMS', 'reference_passes', 'step_parts', 'peak_memory_mb', 'synthetic_folder',
-           'loader_throughput', 'loader_cpu_ms', 'end_to_end', 'peak_flops', 'count_flops', 'cpu_model', 'device_slug',
-           'slug', 'device_views_seconds', 'write_device_json', 'run_bench', 'sync_sites', 'profile_step',
-           'precision_summary', 'precision_check']
+           'loader_throughput', 'loader_cpu_ms', 'end_to_end', 'peak_flops', 'count_flops', 'device_slug', 'slug',
+           'device_views_seconds', 'write_device_json', 'run_bench', 'sync_sites', 'profile_step', 'precision_summary',
+           'precision_check']
 
 # %% ../nbs/21_bench.ipynb #c005
 def _sync(device):
@@ -148,11 +148,6 @@ def count_flops(fn) -> int:
     "Floating-point operations `FlopCounterMode` counts in `fn()`."
     with FlopCounterMode(display=False) as fc: fn()
     return int(fc.get_total_flops())
-
-def cpu_model() -> str:
-    "The CPU's model name (/proc/cpuinfo), or what `platform` knows."
-    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 def device_slug(device: torch.device) -> str:
     "A file name for the device: the GPU's name, or 'cpu-' and the CPU's model, lower case and dashed."
@@ -397,7 +392,7 @@ def precision_summary(out, arms: dict | None = None, seeds=(0, 1, 2), epoch: int
         st["holds"] = None if se is None else abs(st["diff_vs_" + ref]) <= 2 * se
         stats[a] = st
     env = json.loads((_arm_dir(out, ref, seeds[0]) / "env.json").read_text())     # what ran the runs
-    name = env.get("cuda") if env.get("device", "").startswith("cuda") else f"cpu-{cpu_model()}"
+    name = env.get("cuda") if env.get("device", "").startswith("cuda") else f"cpu-{env.get('cpu') or 'unrecorded'}"
     doc = {"device": name, "seeds": list(seeds), "epoch": epoch if epoch is not None else "final", "reference": ref,
            **{k: env.get(k) for k in ("torch", "open_clip", "git_commit")}, "arms": stats}
     write_json(out / f"{slug(name)}-precision{'' if epoch is None else f'-epoch{epoch}'}.json", doc)

@@ -18,8 +18,9 @@ from .descriptions import default_descriptions_path
 # %% auto #0
 __all__ = ['CONTENT_FILE', 'ZEROSHOT_FIELDS', 'LOCK_ENV', 'RUN_FILES', 'dataset_fingerprint', 'input_fingerprint',
            'record_content', 'run_identity', 'input_changes', 'run_hash', 'run_name', 'dataset_folder',
-           'default_run_dir', 'environment', 'zeroshot_run_dir', 'is_zeroshot_run', 'implicit_request', 'RunLocked',
-           'take_run_lock', 'run_lock', 'retire_run_files', 'clean_stale_tmp', 'check_run_folder', 'run_status']
+           'default_run_dir', 'cpu_model', 'environment', 'zeroshot_run_dir', 'is_zeroshot_run', 'implicit_request',
+           'RunLocked', 'take_run_lock', 'run_lock', 'retire_run_files', 'clean_stale_tmp', 'check_run_folder',
+           'run_status']
 
 # %% ../nbs/11a_runs.ipynb #c010
 @functools.lru_cache(maxsize=32)
@@ -133,6 +134,11 @@ def default_run_dir(cfg: Config) -> Path:
     "`runs_dir()/<dataset>/<method>-<backbone>-s<seed>-<config hash>`"
     return runs_dir() / dataset_folder(cfg.dataset) / run_name(cfg)
 
+def cpu_model() -> str:
+    "The CPU's model name (/proc/cpuinfo), or what `platform` knows."
+    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration): return platform.processor() or platform.machine()
+
 def environment(device, cfg: Config | None = None) -> dict:
     "What produced a run: versions, device, threads, git commit and, given `cfg`, the `input_fingerprint` of its files."
     import open_clip
@@ -143,7 +149,7 @@ def environment(device, cfg: Config | None = None) -> dict:
         except Exception: commit = None
     return {"microclip": microclip.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "cpu": cpu_model(),
             "threads": torch.get_num_threads(), "git_commit": commit, "argv": sys.argv,
             **({"inputs": input_fingerprint(cfg)} if cfg is not None else {})}
 
