@@ -249,12 +249,13 @@ def crop_resize(img: torch.Tensor, owner: torch.Tensor, views: torch.Tensor, siz
                 max_bytes: int | None = None) -> torch.Tensor:
     """Views (V, 3, S, S), float pixel values 0–255, of images (B, 3, H, W): view v takes image `owner[v]`'s box
     (y0, x0, h, w), resizes it to (oh, ow), crops (top, left, S, S) and flips if asked (`views` (V, 9), in that order).
-    Views are made `chunk` at a time: by default as many as keep the temporaries under `max_bytes` (2 GiB on a GPU,
-    where every chunk is a round of kernel launches; 256 MiB on a CPU)."""
+    Views are made `chunk` at a time: by default as many as keep the temporaries under `max_bytes` (on a GPU, where every
+    chunk is a round of kernel launches, 2 GiB or a quarter of the free memory if less; 256 MiB on a CPU)."""
     H, W = img.shape[-2:]
     y0, x0, h, w, oh, ow, top, left, flip = views.to(img.device, non_blocking=True).unbind(-1)   # no wait for the device
     if chunk is None:
-        budget = max_bytes or (2 ** 31 if img.device.type == "cuda" else 2 ** 28)
+        gpu = img.device.type == "cuda"
+        budget = max_bytes or (min(2 ** 31, torch.cuda.mem_get_info(img.device)[0] // 4) if gpu else 2 ** 28)
         chunk = max(1, budget // _view_bytes(H, W, size))
     out = []
     for s in range(0, len(views), chunk):
