@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 import yaml
 from .core import CHOICES, Config, LATE_OPTIONS, MicroclipError, config_hash, reports_dir, runs_dir, sha256, write_text
-from .runs import (ZEROSHOT_FIELDS, implicit_request, input_changes, is_zeroshot_run, input_fingerprint, run_identity, run_name, run_status,
-                            zeroshot_run_dir)
+from .runs import (ZEROSHOT_FIELDS, implicit_request, input_changes, input_fingerprint, is_zeroshot_run,
+                            run_identity, run_name, run_status, zeroshot_run_dir)
 from .study import ABLATIONS, PAPER_AXES
 from .datasets import BENCHMARKS   # the paper's 13 benchmarks: the dataset registry's one list
 
