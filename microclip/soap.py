@@ -16,6 +16,16 @@ __all__ = ['NCUT_FEATURES', 'POOL_KINDS', 'QUERY_KINDS', 'ncut_fiedler', 'fiedle
            'masked_mean', 'SOAP', 'soap_query', 'pool_tokens']
 
 # %% ../nbs/02_soap.ipynb #c005
+def _eigh(L: torch.Tensor):
+    """`torch.linalg.eigh`, on a CPU in one thread: with more, MKL's solver waits far longer than it works as soon as
+    another process shares the cores (32 matrices of 64 × 64 beside a 2-thread training run: 1.8 s with 2 threads,
+    13 ms with one), and one thread returns the same vectors (bit for bit up to N = 100 here, 3e-6 apart at N = 196)."""
+    n = torch.get_num_threads()
+    if L.device.type != "cpu" or n == 1: return torch.linalg.eigh(L)
+    torch.set_num_threads(1)
+    try: return torch.linalg.eigh(L)
+    finally: torch.set_num_threads(n)
+
 @torch.no_grad()
 def ncut_fiedler(tokens: torch.Tensor, tau: float = 0.2, eps: float = 1e-6) -> torch.Tensor:
     "The solver's Fiedler vector (B, N) of the normalised Laplacian of the thresholded token affinities; no gradient."
@@ -30,7 +40,7 @@ def ncut_fiedler(tokens: torch.Tensor, tau: float = 0.2, eps: float = 1e-6) -> t
         D = torch.diag_embed(d)
         D_isqrt = torch.diag_embed(1.0 / (d.sqrt() + eps))
         L = D_isqrt @ (D - A) @ D_isqrt                                      # (B, N, N) symmetric
-        _, vecs = torch.linalg.eigh(L)                                       # ascending eigenvalues
+        _, vecs = _eigh(L)                                                   # ascending eigenvalues
     return vecs[:, :, 1]
 
 # %% ../nbs/02_soap.ipynb #c008
