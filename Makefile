@@ -58,11 +58,13 @@ ABLATIONS ?=
 # the tiny-CLIP recipe for the microworld alone, the released defaults otherwise
 CONFIG ?= $(if $(filter-out microworld,$(DATASETS)),default,microworld)
 EXECUTOR ?= local
+# local executor: runs at a time, each with its share of the cores as threads (nbs/17_study.ipynb)
+PARALLEL ?= 1
 SET ?=
 
-study: $(VENV_STAMP)  ## papermill runs into runs/: DATASETS=.. SEEDS=.. [EXPERIMENTS=zeroshot adapt ablations] [ABLATIONS=..] [CONFIG=..] [EXECUTOR=local|slurm] [SET="k=v .."]
+study: $(VENV_STAMP)  ## papermill runs into runs/: DATASETS=.. SEEDS=.. [EXPERIMENTS=zeroshot adapt ablations] [ABLATIONS=..] [CONFIG=..] [EXECUTOR=local|slurm] [PARALLEL=n] [SET="k=v .."]
 	.venv/bin/microclip study --datasets $(DATASETS) --seeds $(SEEDS) --experiment $(EXPERIMENTS) --train-config $(CONFIG) \
-	  --executor $(EXECUTOR) $(if $(strip $(ABLATIONS)),--ablations $(ABLATIONS),) $(if $(strip $(SET)),--set $(SET),)
+	  --executor $(EXECUTOR) --parallel $(PARALLEL) $(if $(strip $(ABLATIONS)),--ablations $(ABLATIONS),) $(if $(strip $(SET)),--set $(SET),)
 
 report: $(VENV_STAMP)  ## tables, figures and reports/README.md from the finished runs in runs/ (seconds)
 	.venv/bin/microclip report

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from .core import CHOICES, Config, MicroclipError, get_device, reports_dir, set_seed, write_json, write_text
+from .core import (CHOICES, Config, MicroclipError, get_device, reports_dir, set_seed, usable_cores, write_json,
+                            write_text)
 from .backbone import Backbone
 from .datasets import ImageList
 from .losses import RunningMarginal, self_training_loss
@@ -186,7 +187,7 @@ def _context(backbone, batch, device, image_size, workers, n_crops) -> dict:
             "device_name": env["cuda"] or cpu_model(), "threads": env["threads"],
             "workers": workers, "torch": env["torch"], "open_clip": env["open_clip"], "git_commit": env["git_commit"],
             "load_average": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
-            "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cores_usable": usable_cores(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}   # a busy machine skews timings
 
 def _write(out: Path, summary: dict, rows: list) -> None:

@@ -17,8 +17,8 @@ import microclip
 # %% auto #0
 __all__ = ['PKG_DIR', 'CHOICES', 'UNIT_INTERVAL', 'POSITIVE', 'OPTIONAL_POSITIVE', 'NON_NEGATIVE', 'TRAIN_CONFIGS', 'GPU_PRESET',
            'LATE_OPTIONS', 'project_root', 'data_dir', 'runs_dir', 'reports_dir', 'MicroclipError', 'check_choice',
-           'set_seed', 'get_device', 'umask', 'atomic_path', 'write_text', 'write_json', 'torch_save', 'sha256',
-           'Config', 'parse_overrides', 'load_config', 'config_hash']
+           'set_seed', 'get_device', 'usable_cores', 'umask', 'atomic_path', 'write_text', 'write_json', 'torch_save',
+           'sha256', 'Config', 'parse_overrides', 'load_config', 'config_hash']
 
 # %% ../nbs/00_core.ipynb #c005
 PKG_DIR = Path(microclip.__file__).resolve().parent
@@ -69,6 +69,10 @@ def get_device(spec: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise MicroclipError(f"device {spec!r} was asked for but CUDA is not available here; use --device auto or cpu")
     return dev
+
+def usable_cores() -> int:
+    "CPU cores this process may run on (its affinity where the OS tells it, else all)."
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 # %% ../nbs/00_core.ipynb #c014
 def umask() -> int:

@@ -4,11 +4,11 @@
 
 # %% ../nbs/17_study.ipynb #c002
 from __future__ import annotations
-import json, time, traceback
+import json, os, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import (CHOICES, Config, MicroclipError, check_choice, config_hash, load_config, parse_overrides,
-                            project_root, runs_dir, write_json, write_text)
+                            project_root, runs_dir, usable_cores, write_json, write_text)
 # run identity and status are notebook 11a's; ZEROSHOT_FIELDS, zeroshot_run_dir and run_status stay importable from here
 from .runs import ZEROSHOT_FIELDS, RunLocked, default_run_dir, implicit_request, run_lock, run_status, zeroshot_run_dir
 
@@ -189,6 +189,43 @@ def _execute(spec: RunSpec, run: Path, progress: bool, t0: float) -> dict:
 # %% ../nbs/17_study.ipynb #c023
 EXECUTORS = ("local", "slurm", "submitit-local")
 
+def _thread_env(threads: int) -> None:
+    "A pool process of the local executor: the kernels it starts inherit `threads` CPU threads."
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"): os.environ[k] = str(threads)
+
+def _local(specs: list[RunSpec], retry_failed: bool, progress: bool, parallel: int, threads: int | None) -> list[dict]:
+    "Execute `specs` here, `parallel` at a time; results in the order of `specs`."
+    say = lambda m: progress and print(f"[study] {m}", flush=True)
+    if parallel == 1:
+        res = []
+        for i, s in enumerate(specs):
+            say(f"{i + 1}/{len(specs)} {s.experiment}: {s.name}")
+            res.append(execute_run(s, retry_failed))
+            if res[-1]["status"] == "failed": say(f"  failed: {res[-1]['error']}")
+        return res
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    threads = threads or max(1, usable_cores() // parallel)
+    say(f"{parallel} runs at a time, {threads} thread(s) each")
+    ex = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"), initializer=_thread_env,
+                             initargs=(threads,))
+    futs = {ex.submit(execute_run, s, retry_failed): s for s in specs}
+    try:
+        for i, f in enumerate(as_completed(futs)):
+            s, e = futs[f], f.exception()
+            r = {"run": s.run_dir, "status": "failed", "error": f"{type(e).__name__}: {e}"} if e else f.result()
+            say(f"{i + 1}/{len(specs)} {r['status']} {s.experiment}: {s.name}" + (f" ({r['error']})" if e or r.get("error") else ""))
+    except BaseException:                                        # interrupted: queued runs are dropped (they resume later)
+        ex.shutdown(wait=False, cancel_futures=True); raise
+    ex.shutdown()
+    res = []
+    for f, s in futs.items():
+        if f.exception() is None: res.append(f.result()); continue
+        err = {"error": f"the pool process running it died: {type(f.exception()).__name__}: {f.exception()}"}
+        write_json(Path(s.run_dir) / "error.json", err)         # a crash outside the notebook (killed, out of memory)
+        res.append({"run": s.run_dir, "status": "failed", "error": err["error"]})
+    return res
+
 def _submitit(specs: list[RunSpec], executor: str, params: dict | None, retry_failed: bool, wait: bool) -> list[dict]:
     import submitit
     folder = runs_dir() / "_submitit" / "%j"
@@ -208,9 +245,16 @@ def _submitit(specs: list[RunSpec], executor: str, params: dict | None, retry_fa
 # %% ../nbs/17_study.ipynb #c024
 def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = None, overrides: dict | None = None,
               methods=CHOICES["method"], ablations=None, executor: str = "local", executor_params: dict | None = None,
-              retry_failed: bool = True, wait: bool = True, progress: bool = True, nproc: int = 1) -> list[dict]:
-    "Run a study (see above); returns one status dict per run: finished, failed (with the error) or skipped."
+              retry_failed: bool = True, wait: bool = True, progress: bool = True, nproc: int = 1, parallel: int = 1,
+              threads: int | None = None) -> list[dict]:
+    """Run a study (see above); returns one status dict per run: finished, failed (with the error) or skipped.
+    `parallel` runs at a time with `threads` CPU threads each (default: the usable cores shared out) on the local executor."""
     check_choice("executor", executor, EXECUTORS)
+    if parallel < 1 or (threads is not None and threads < 1):
+        raise MicroclipError(f"parallel and threads must be >= 1 (got parallel={parallel}, threads={threads})")
+    if parallel > 1 and (executor != "local" or nproc > 1):
+        raise MicroclipError(f"parallel={parallel} is for the local executor with nproc=1 (got executor={executor!r}, nproc={nproc}); "
+                             "SLURM and submitit run their jobs side by side already")
     specs = plan_study(datasets, seeds, experiment, config, overrides, methods, ablations, nproc)
     if "microworld" in datasets:
         from microclip.microworld import generate_microworld
@@ -220,12 +264,7 @@ def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = Non
         if s not in todo: _record_request(s)                   # a shared finished run now also serves this experiment
     done = [{"run": s.run_dir, "status": "finished", "skipped": True} for s in specs if s not in todo]
     if progress: print(f"[study] {len(specs)} runs: {len(done)} finished, {len(todo)} to run ({executor})", flush=True)
-    if executor == "local":
-        res = []
-        for i, s in enumerate(todo):
-            if progress: print(f"[study] {i + 1}/{len(todo)} {s.experiment}: {s.name}", flush=True)
-            res.append(execute_run(s, retry_failed))
-            if progress and res[-1]["status"] == "failed": print(f"[study]   failed: {res[-1]['error']}", flush=True)
+    if executor == "local": res = _local(todo, retry_failed, progress, parallel, threads)
     else: res = _submitit(todo, executor, executor_params, retry_failed, wait) if todo else []
     return done + res
 
@@ -241,6 +280,8 @@ def add_study_args(p) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
     p.add_argument("--executor", default="local", choices=EXECUTORS)
     p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) per training run; >1 trains under torchrun")
+    p.add_argument("--parallel", type=int, default=1, help="local executor: runs at a time (each with its share of the CPU cores)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per run with --parallel (default: usable cores / parallel)")
     p.add_argument("--executor-param", nargs="*", default=[], metavar="KEY=VALUE", help="submitit parameters (slurm_partition=..., timeout_min=...)")
     p.add_argument("--no-wait", action="store_true", help="submit to SLURM and return (rerun the command to see statuses)")
     p.add_argument("--no-retry", action="store_true", help="leave failed runs alone")
@@ -248,7 +289,8 @@ def add_study_args(p) -> None:
 def study_from_args(a) -> str:
     "`microclip study`: run the study; a one-line status per run, exit status 1 if any run failed."
     res = run_study(a.datasets, a.seeds, a.experiment, a.train_config, parse_overrides(a.set), a.methods, a.ablations,
-                    a.executor, parse_overrides(a.executor_param), retry_failed=not a.no_retry, wait=not a.no_wait, nproc=a.nproc)
+                    a.executor, parse_overrides(a.executor_param), retry_failed=not a.no_retry, wait=not a.no_wait, nproc=a.nproc,
+                    parallel=a.parallel, threads=a.threads)
     lines = [f"{r['status']:10s} {r['run']}" + (" (skipped)" if r.get("skipped") else "") +
              (f"  ({r['error']})" if r.get("error") else "") for r in res]
     failed = sum(r["status"] == "failed" for r in res)

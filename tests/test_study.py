@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from microclip.core import load_config, project_root
+from microclip.core import MicroclipError, load_config, project_root
 from microclip.study import EXPERIMENTS, plan_study, run_status, run_study
 from microclip.train import train
 
@@ -90,3 +90,24 @@ def test_train_run_under_torchrun_two_processes(runs):
     spec, = plan_study(["microworld"], [0], "adapt", "microworld", {**SMOKE, "device": "cpu", "batch_size": 8}, methods=("microclip",))
     final = train_run(cfg, spec.run_dir, nproc=2)
     assert 0 <= final["top1"] <= 100 and run_status(spec.run_dir) == "finished"
+
+
+def test_local_parallel_runs_with_their_share_of_threads(runs, monkeypatch):
+    # two seeds at once; each kernel inherits the pool's OMP_NUM_THREADS (not this process's), which env.json records
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    res = run_study(["microworld"], [0, 1], "adapt", "microworld", SMOKE, methods=("baseline",), progress=False, parallel=2,
+                    threads=1)
+    assert [r["status"] for r in res] == ["finished", "finished"]
+    assert [Path(r["run"]).name.split("-s")[-1][0] for r in res] == ["0", "1"]       # in the plan's order
+    assert [json.loads((Path(r["run"]) / "env.json").read_text())["threads"] for r in res] == [1, 1]
+    again = run_study(["microworld"], [0, 1], "adapt", "microworld", SMOKE, methods=("baseline",), progress=False, parallel=2)
+    assert all(r.get("skipped") for r in again)
+
+
+@pytest.mark.parametrize("kw, culprit", [(dict(parallel=0), "parallel"), (dict(parallel=2, threads=0), "threads"),
+                                         (dict(parallel=2, executor="slurm"), "executor='slurm'"),
+                                         (dict(parallel=2, nproc=2), "nproc=2")])
+def test_parallel_refuses_what_it_cannot_do(runs, kw, culprit):
+    with pytest.raises(MicroclipError, match=culprit):
+        run_study(["microworld"], [0], "zeroshot", "microworld", SMOKE, progress=False, **kw)
+    assert not runs.exists() or not list(runs.glob("microworld/*"))                  # nothing started
