@@ -26,9 +26,9 @@ from .views import DeviceViews, SeededSamples, TrainViews, collate_views, make_v
 
 # %% auto #0
 __all__ = ['PEAK_FLOPS', 'PRECISION_ARMS', 'reference_passes', 'step_parts', 'peak_memory_mb', 'synthetic_folder',
-           'loader_throughput', 'loader_cpu_ms', 'end_to_end', 'peak_flops', 'count_flops', 'device_slug', 'slug',
-           'device_views_seconds', 'write_device_json', 'run_bench', 'sync_sites', 'profile_step', 'precision_summary',
-           'precision_check']
+           'loader_throughput', 'loader_cpu_ms', 'end_to_end', 'peak_flops', 'matmul_flops_per_s', 'count_flops',
+           'device_slug', 'slug', 'device_views_seconds', 'write_device_json', 'run_bench', 'sync_sites',
+           'profile_step', 'precision_summary', 'precision_check']
 
 # %% ../nbs/21_bench.ipynb #c005
 def _sync(device):
@@ -145,6 +145,14 @@ def peak_flops(device_name: str, amp: str = "off") -> float | None:
         if k.lower() in (device_name or "").lower(): return bf16 if amp == "bf16" else fp32
     return None
 
+def matmul_flops_per_s(device, n: int = 1024, rounds: int = 5) -> float:
+    "The best FLOP/s of an `n` × `n` float32 matrix product on `device` over `rounds` (after one warm-up): a measured ceiling."
+    if n < 1 or rounds < 1: raise MicroclipError(f"matmul_flops_per_s needs n and rounds >= 1, got {n}, {rounds}")
+    device = torch.device(device)
+    a, b = (torch.randn(n, n, generator=torch.Generator().manual_seed(i)).to(device) for i in (0, 1))
+    a @ b
+    return 2 * n ** 3 / min(_timed(lambda: a @ b, device)[0] for _ in range(rounds))
+
 def count_flops(fn) -> int:
     "Floating-point operations `FlopCounterMode` counts in `fn()`."
     with FlopCounterMode(display=False) as fc: fn()
@@ -259,11 +267,13 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
                                            f"{e2e['device']:.1f} (views on the device)", flush=True)
     ctx = _context(backbone, batch, dev, bb.image_size, workers, n_crops)
     peak = peak_flops(ctx["device_name"], amp) if dev.type == "cuda" else None
+    mm = matmul_flops_per_s(dev)
     summary = {**ctx, "amp": amp, "compile": compile, "step_seconds": step, "step_images_per_s": batch / step,
                "reference_seconds": ref, "overhead_ratio": statistics.median(a / b for a, b in zip(step_t, ref_t)),
                "overhead_ratio_cpu": statistics.median(a / b for a, b in zip(step_c, ref_c)) if dev.type == "cpu" else None,
                "step_flops": flops, "achieved_flops_per_s": flops / step, "peak_flops_per_s": peak,
                "fraction_of_peak": flops / step / peak if peak else None,
+               "matmul_flops_per_s": mm, "fraction_of_matmul": flops / step / mm,
                "loader_images_per_s": loader["cpu"], "loader_ratio": loader["cpu"] / (batch / step),
                "loader_cpu_ms_per_image": cpu_ms["cpu"], "loader_cpu_ms_per_image_device_views": cpu_ms["device"],
                "loader_images_per_s_device_views": loader["device"], "device_views_seconds": views_s,

@@ -207,7 +207,7 @@ def cmd_bench(a) -> dict:
                   compile=pick(a.compile, False, GPU_PRESET["compile"]),
                   e2e_batches=a.e2e_batches)
     keys = ("backbone", "batch", "device_name", "amp", "compile", "step_images_per_s", "overhead_ratio", "overhead_ratio_cpu",
-            "achieved_flops_per_s", "fraction_of_peak", "loader_ratio", "loader_cpu_ms_per_image",
+            "achieved_flops_per_s", "fraction_of_peak", "fraction_of_matmul", "loader_ratio", "loader_cpu_ms_per_image",
             "loader_cpu_ms_per_image_device_views", "step_images_per_s_device_views", "loader_ratio_device_views", "end_to_end_images_per_s",
             "end_to_end_images_per_s_device_views", "peak_memory_mb")
     return {k: r[k] for k in keys}
