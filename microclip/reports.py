@@ -139,14 +139,15 @@ def _cell(mean, std, n, show_n) -> str:
     s = f"{mean:.2f}" + (f" ± {std:.2f}" if not pd.isna(std) else "")
     return s + (f" (n={n})" if show_n else "")
 
-def pivot_cells(summary: pd.DataFrame, row: str, order=None, average: bool = True) -> pd.DataFrame:
-    "Rows × datasets of 'mean ± std' strings, plus an Average column."
+def pivot_cells(summary: pd.DataFrame, row: str, order=None, average: bool = True, seeded: bool = False) -> pd.DataFrame:
+    """Rows × datasets of 'mean ± std' strings, plus an Average column. A cell with fewer seeds than the table's most is
+    flagged '(n=k)' — in a row that has more elsewhere, or in any row when every row is seeded (`seeded`: an ablation)."""
     top, row_max = summary.n_seeds.max(), summary.groupby(row).n_seeds.max()
     datasets = sorted(summary.dataset.unique())
     rows = order or list(dict.fromkeys(summary[row]))
     out = pd.DataFrame(index=pd.Index(rows, name=""), columns=datasets, dtype=object)
     for r in summary.itertuples():      # flag cells with fewer seeds than the table (not rows that have one seed by nature)
-        show_n = r.n_seeds < top and row_max[getattr(r, row)] > 1
+        show_n = r.n_seeds < top and (seeded or row_max[getattr(r, row)] > 1)
         out.loc[getattr(r, row), r.dataset] = _cell(r.mean, r.std, r.n_seeds, show_n)
     out = out.fillna("—")
     if average and len(datasets) > 1:
@@ -240,7 +241,7 @@ def ablation_display(res: pd.DataFrame) -> pd.DataFrame:
     res["row"] = [f"{v}{' — ' + VARIANT_NOTES[v] if v in VARIANT_NOTES else ''}{' (released default)' if d else ''}"
                   + (f" [{b}, {r}]" if multi else "")
                   for v, d, b, r in zip(res.variant, res.default, res.backbone, res.base_recipe)]
-    return pivot_cells(res, "row")
+    return pivot_cells(res, "row", seeded=True)         # a variant short of seeds is flagged
 
 # %% ../nbs/18_reports.ipynb #c026
 def _plt():
