@@ -252,6 +252,8 @@ def run_study(datasets, seeds=(0,), experiment="adapt", config: str | None = Non
     check_choice("executor", executor, EXECUTORS)
     if parallel < 1 or (threads is not None and threads < 1):
         raise MicroclipError(f"parallel and threads must be >= 1 (got parallel={parallel}, threads={threads})")
+    if threads is not None and parallel == 1:
+        raise MicroclipError(f"threads={threads} is the share of each of several runs; give it with parallel > 1")
     if parallel > 1 and (executor != "local" or nproc > 1):
         raise MicroclipError(f"parallel={parallel} is for the local executor with nproc=1 (got executor={executor!r}, nproc={nproc}); "
                              "SLURM and submitit run their jobs side by side already")

@@ -105,6 +105,7 @@ def test_local_parallel_runs_with_their_share_of_threads(runs, monkeypatch):
 
 
 @pytest.mark.parametrize("kw, culprit", [(dict(parallel=0), "parallel"), (dict(parallel=2, threads=0), "threads"),
+                                         (dict(threads=2), "threads=2 is the share"),
                                          (dict(parallel=2, executor="slurm"), "executor='slurm'"),
                                          (dict(parallel=2, nproc=2), "nproc=2")])
 def test_parallel_refuses_what_it_cannot_do(runs, kw, culprit):
