@@ -209,22 +209,20 @@ def _local(specs: list[RunSpec], retry_failed: bool, progress: bool, parallel: i
     say(f"{parallel} runs at a time, {threads} thread(s) each")
     ex = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"), initializer=_thread_env,
                              initargs=(threads,))
-    futs = {ex.submit(execute_run, s, retry_failed): s for s in specs}
+    futs, res = {ex.submit(execute_run, s, retry_failed): s for s in specs}, {}
     try:
         for i, f in enumerate(as_completed(futs)):
             s, e = futs[f], f.exception()
-            r = {"run": s.run_dir, "status": "failed", "error": f"{type(e).__name__}: {e}"} if e else f.result()
-            say(f"{i + 1}/{len(specs)} {r['status']} {s.experiment}: {s.name}" + (f" ({r['error']})" if e or r.get("error") else ""))
+            if e:                                                # a crash outside the notebook (killed, out of memory)
+                err = f"the pool process running it died: {type(e).__name__}: {e}"
+                write_json(Path(s.run_dir) / "error.json", {"error": err})
+            res[f] = {"run": s.run_dir, "status": "failed", "error": err} if e else f.result()
+            say(f"{i + 1}/{len(specs)} {res[f]['status']} {s.experiment}: {s.name}"
+                + (f" ({res[f]['error']})" if res[f].get("error") else ""))
     except BaseException:                                        # interrupted: queued runs are dropped (they resume later)
         ex.shutdown(wait=False, cancel_futures=True); raise
     ex.shutdown()
-    res = []
-    for f, s in futs.items():
-        if f.exception() is None: res.append(f.result()); continue
-        err = {"error": f"the pool process running it died: {type(f.exception()).__name__}: {f.exception()}"}
-        write_json(Path(s.run_dir) / "error.json", err)         # a crash outside the notebook (killed, out of memory)
-        res.append({"run": s.run_dir, "status": "failed", "error": err["error"]})
-    return res
+    return [res[f] for f in futs]                                # in the order of `specs`
 
 def _submitit(specs: list[RunSpec], executor: str, params: dict | None, retry_failed: bool, wait: bool) -> list[dict]:
     import submitit
