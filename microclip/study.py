@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_study.ipynb #c002
 from __future__ import annotations
-import json, os, time, traceback
+import json, os, signal, sys, threading, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import (CHOICES, Config, MicroclipError, check_choice, config_hash, load_config, parse_overrides,
@@ -189,9 +189,13 @@ def _execute(spec: RunSpec, run: Path, progress: bool, t0: float) -> dict:
 # %% ../nbs/17_study.ipynb #c023
 EXECUTORS = ("local", "slurm", "submitit-local")
 
-def _thread_env(threads: int) -> None:
-    "A pool process of the local executor: the kernels it starts inherit `threads` CPU threads."
+def _pool_init(threads: int, parent: int) -> None:
+    "A pool process of the local executor: its kernels inherit `threads` CPU threads, and it ends when the study `parent` ends."
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"): os.environ[k] = str(threads)
+    if sys.platform.startswith("linux"):      # PR_SET_PDEATHSIG: Linux sends SIGTERM here when the parent dies, however it dies
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    if os.getppid() != parent: os._exit(1)     # the parent died before the line above took effect
 
 def _local(specs: list[RunSpec], retry_failed: bool, progress: bool, parallel: int, threads: int | None) -> list[dict]:
     "Execute `specs` here, `parallel` at a time; results in the order of `specs`."
@@ -207,9 +211,14 @@ def _local(specs: list[RunSpec], retry_failed: bool, progress: bool, parallel: i
     from concurrent.futures import ProcessPoolExecutor, as_completed
     threads = threads or max(1, usable_cores() // parallel)
     say(f"{parallel} runs at a time, {threads} thread(s) each")
-    ex = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"), initializer=_thread_env,
-                             initargs=(threads,))
+    before = set(multiprocessing.active_children())
+    ex = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"), initializer=_pool_init,
+                             initargs=(threads, os.getpid()))
     futs, res = {ex.submit(execute_run, s, retry_failed): s for s in specs}, {}
+    pool = set(multiprocessing.active_children()) - before
+    def stop(signum, frame): raise KeyboardInterrupt(f"the study received {signal.Signals(signum).name}")
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, stop) if main else None  # `kill` stops the study as Ctrl-C does
     try:
         for i, f in enumerate(as_completed(futs)):
             s, e = futs[f], f.exception()
@@ -219,8 +228,12 @@ def _local(specs: list[RunSpec], retry_failed: bool, progress: bool, parallel: i
             res[f] = {"run": s.run_dir, "status": "failed", "error": err} if e else f.result()
             say(f"{i + 1}/{len(specs)} {res[f]['status']} {s.experiment}: {s.name}"
                 + (f" ({res[f]['error']})" if res[f].get("error") else ""))
-    except BaseException:                                        # interrupted: queued runs are dropped (they resume later)
-        ex.shutdown(wait=False, cancel_futures=True); raise
+    except BaseException:        # interrupted: running runs are stopped, queued ones dropped; all resume at the next study
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in pool: p.terminate()                             # its kernel follows it (ipykernel watches its parent)
+        raise
+    finally:
+        if main: signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
     ex.shutdown()
     return [res[f] for f in futs]                                # in the order of `specs`
 

@@ -1,9 +1,12 @@
 """The study pipeline: experiment notebooks under papermill (smoke mode), nbdev_clean keeps their `parameters` tag,
 the runner isolates failures, resumes killed runs and dispatches through submitit's local executor."""
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -102,6 +105,50 @@ def test_local_parallel_runs_with_their_share_of_threads(runs, monkeypatch):
     assert [json.loads((Path(r["run"]) / "env.json").read_text())["threads"] for r in res] == [1, 1]
     again = run_study(["microworld"], [0, 1], "adapt", "microworld", SMOKE, methods=("baseline",), progress=False, parallel=2)
     assert all(r.get("skipped") for r in again)
+
+
+def _kernels_of(runs):
+    "pids of live kernels started for runs under `runs` (they inherit MICROCLIP_RUNS)"
+    import psutil
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "ipykernel_launcher" in " ".join(p.info["cmdline"] or []) and p.environ().get("MICROCLIP_RUNS") == str(runs):
+                out.append(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied): pass
+    return out
+
+
+def _gone(pid):
+    try: os.kill(pid, 0); return False
+    except ProcessLookupError: return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_parallel_study_leaves_nothing_running(runs, sig):
+    # stop the study while its two pool processes run seeds 0-1: they and their kernels end, and seed 2 never starts
+    # (before: after a SIGTERM to the study, each pool process finished its run and took the next one from the queue)
+    code = ("from microclip.study import run_study; "
+            f"run_study(['microworld'], [0, 1, 2], 'adapt', 'microworld', {SMOKE!r}, methods=('baseline',), progress=False, "
+            "parallel=2, threads=1)")
+    study, pool, kernels = subprocess.Popen([sys.executable, "-c", code]), [], []
+    try:
+        locks, t0 = lambda: list(runs.glob("microworld/*/run.lock")), time.time()
+        while len(locks()) < 2 or len(_kernels_of(runs)) < 2:     # both runs started, their kernels up
+            assert study.poll() is None and time.time() - t0 < 300, "the study did not start two runs"
+            time.sleep(0.2)
+        pool, kernels = [json.loads(p.read_text())["pid"] for p in locks()], _kernels_of(runs)
+        study.send_signal(sig)
+        study.wait(60)
+        t0 = time.time()
+        while not all(map(_gone, pool + kernels)) and time.time() - t0 < 30: time.sleep(0.5)
+        assert [p for p in pool + kernels if not _gone(p)] == []
+        third, = plan_study(["microworld"], [2], "adapt", "microworld", SMOKE, methods=("baseline",))
+        assert not (Path(third.run_dir) / "notebook.ipynb").exists() and _kernels_of(runs) == []
+    finally:                                                      # a failing check leaves nothing running either
+        study.kill()
+        for p in pool + _kernels_of(runs):
+            if not _gone(p): os.kill(p, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("kw, culprit", [(dict(parallel=0), "parallel"), (dict(parallel=2, threads=0), "threads"),
