@@ -4,14 +4,14 @@
 
 # %% ../nbs/13_microworld.ipynb #c002
 from __future__ import annotations
-import dataclasses, hashlib, itertools, json, math, os
+import dataclasses, hashlib, itertools, json, math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
-from .core import MicroclipError, data_dir, write_json, write_text, atomic_path
+from .core import MicroclipError, data_dir, usable_cores, write_json, write_text, atomic_path
 from .datasets import MICROWORLD_TEMPLATES
 
 # %% auto #0
@@ -432,7 +432,7 @@ def generate_microworld(root=None, seed: int = 0, n_train: int = 150, n_test: in
     (root / "meta.json").unlink(missing_ok=True)                      # marks the folder incomplete until done
     jobs = [(str(root), seed, si, ci, (n_train, n_test)[si], image_size, nuisance)
             for si in range(2) for ci in range(len(SPECIES_NAMES))]
-    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    workers = workers if workers is not None else min(2, usable_cores())
     with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as ex:
         rows = list(tqdm(ex.map(_draw_class, jobs), total=len(jobs), desc="microworld", unit="class"))
     write_text(root / "classes.txt", "\n".join(SPECIES_NAMES) + "\n")
