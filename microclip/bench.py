@@ -227,6 +227,8 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     for k, v in sizes.items():
         if v < 1: raise MicroclipError(f"bench option {k} must be >= 1, got {v}")
     if warmup < 0: raise MicroclipError(f"bench option warmup must be >= 0, got {warmup}")
+    if len(source_size) != 2 or min(source_size) < 1:
+        raise MicroclipError(f"bench option source_size must be two sizes >= 1 (width, height), got {tuple(source_size)}")
     if e2e_batches is not None and e2e_batches < 0: raise MicroclipError(f"bench option e2e_batches must be >= 0, got {e2e_batches}")
     dev, workers = get_device(device), Config().workers if workers is None else workers
     steady = 2 * max(workers, 4)                                 # timed batches: two per worker at least
@@ -268,7 +270,7 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     ctx = _context(backbone, batch, dev, bb.image_size, workers, n_crops)
     peak = peak_flops(ctx["device_name"], amp) if dev.type == "cuda" else None
     mm = matmul_flops_per_s(dev)
-    summary = {**ctx, "amp": amp, "compile": compile, "step_seconds": step, "step_images_per_s": batch / step,
+    summary = {**ctx, "amp": amp, "compile": compile, "loader_source_size": list(source_size), "step_seconds": step, "step_images_per_s": batch / step,
                "reference_seconds": ref, "overhead_ratio": statistics.median(a / b for a, b in zip(step_t, ref_t)),
                "overhead_ratio_cpu": statistics.median(a / b for a, b in zip(step_c, ref_c)) if dev.type == "cpu" else None,
                "step_flops": flops, "achieved_flops_per_s": flops / step, "peak_flops_per_s": peak,

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--gpu", action="store_true", help="the GPU preset: batch 64 and core.GPU_PRESET's amp and compile")
     b.add_argument("--e2e-batches", type=int, default=None,
                    help="timed batches of training with the loader running (on a GPU by default: two per worker, at least 8; 0 on a CPU)")
+    b.add_argument("--source-size", type=int, nargs=2, default=(500, 375), metavar=("W", "H"),
+                   help="size of the generated JPEGs the loader figures decode (default 500 375, a typical benchmark photo)")
     _add_common(b)
     from microclip.study import add_study_args
     from microclip.reports import add_report_args
@@ -205,7 +207,7 @@ def cmd_bench(a) -> dict:
     r = run_bench(a.backbone, pick(a.batch, 16, 64), a.image_size, a.device or "auto", steps=a.steps, warmup=a.warmup,
                   workers=a.workers, out=a.out, amp=pick(a.amp, "off", GPU_PRESET["amp"]),
                   compile=pick(a.compile, False, GPU_PRESET["compile"]),
-                  e2e_batches=a.e2e_batches)
+                  e2e_batches=a.e2e_batches, source_size=tuple(a.source_size))
     keys = ("backbone", "batch", "device_name", "amp", "compile", "step_images_per_s", "overhead_ratio", "overhead_ratio_cpu",
             "achieved_flops_per_s", "fraction_of_peak", "fraction_of_matmul", "loader_ratio", "loader_cpu_ms_per_image",
             "loader_cpu_ms_per_image_device_views", "step_images_per_s_device_views", "loader_ratio_device_views", "end_to_end_images_per_s",
