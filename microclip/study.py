@@ -197,6 +197,17 @@ def _pool_init(threads: int, parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
     if os.getppid() != parent: os._exit(1)     # the parent died before the line above took effect
 
+def _terminate_trees(procs) -> None:
+    "Terminate processes and everything they started (a kernel hung in its start-up would not notice its parent is gone)."
+    import psutil
+    tree = []
+    for p in procs:
+        try: tree += [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+        except psutil.NoSuchProcess: pass
+    for p in tree:
+        try: p.terminate()
+        except psutil.NoSuchProcess: pass
+
 def _local(specs: list[RunSpec], retry_failed: bool, progress: bool, parallel: int, threads: int | None) -> list[dict]:
     "Execute `specs` here, `parallel` at a time; results in the order of `specs`."
     say = lambda m: progress and print(f"[study] {m}", flush=True)
@@ -230,7 +241,7 @@ def _local(specs: list[RunSpec], retry_failed: bool, progress: bool, parallel: i
                 + (f" ({res[f]['error']})" if res[f].get("error") else ""))
     except BaseException:        # interrupted: running runs are stopped, queued ones dropped; all resume at the next study
         ex.shutdown(wait=False, cancel_futures=True)
-        for p in pool: p.terminate()                             # its kernel follows it (ipykernel watches its parent)
+        _terminate_trees(pool)
         raise
     finally:
         if main: signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
