@@ -270,7 +270,8 @@ def run_bench(backbone: str = "ViT-B-32", batch: int = 16, image_size: int | Non
     ctx = _context(backbone, batch, dev, bb.image_size, workers, n_crops)
     peak = peak_flops(ctx["device_name"], amp) if dev.type == "cuda" else None
     mm = matmul_flops_per_s(dev)
-    summary = {**ctx, "amp": amp, "compile": compile, "loader_source_size": list(source_size), "step_seconds": step, "step_images_per_s": batch / step,
+    summary = {**ctx, "amp": amp, "compile": compile, "loader_source_size": list(source_size),
+               "step_seconds": step, "step_images_per_s": batch / step,
                "reference_seconds": ref, "overhead_ratio": statistics.median(a / b for a, b in zip(step_t, ref_t)),
                "overhead_ratio_cpu": statistics.median(a / b for a, b in zip(step_c, ref_c)) if dev.type == "cpu" else None,
                "step_flops": flops, "achieved_flops_per_s": flops / step, "peak_flops_per_s": peak,
