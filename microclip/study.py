@@ -202,7 +202,7 @@ def _terminate_trees(procs) -> None:
     import psutil
     tree = []
     for p in procs:
-        try: tree += [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
+        try: q = psutil.Process(p.pid); tree += [q, *q.children(recursive=True)]
         except psutil.NoSuchProcess: pass
     for p in tree:
         try: p.terminate()
